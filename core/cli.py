@@ -1,0 +1,238 @@
+"""Command-line interface (stable: scripts and CI call it).
+
+    ctxbench run --task all                 # embedded default: every task, default backends
+    ctxbench run --task context_retrieval --backend open_clip --backend-arg model=ViT-B-32
+    ctxbench list tasks|backends|metrics|families|loaders
+    ctxbench validate tasks/
+    ctxbench leaderboard --results leaderboards/embedded --out leaderboards/embedded.md
+
+Exit codes: 0 success; 1 a cell failed (the others still ran); 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CtxbenchError
+
+EXAMPLES = {
+    "run": "example: ctxbench run --task all\n"
+           "         ctxbench run --task context_retrieval --backend random,open_clip "
+           "--backend-arg open_clip:model=ViT-B-32 --limit 20",
+    "list": "example: ctxbench list backends",
+    "validate": "example: ctxbench validate tasks/",
+    "leaderboard": "example: ctxbench leaderboard --results leaderboards/embedded "
+                   "--out leaderboards/embedded.md",
+}
+
+
+def _parse_backend_args(items: list[str], backends: list[str]) -> dict[str, dict[str, Any]]:
+    """``key=value`` applies to every backend; ``name:key=value`` to one. Values are
+    parsed as YAML scalars (``3`` -> int, ``true`` -> bool, ``a b`` -> str)."""
+    out: dict[str, dict[str, Any]] = {b: {} for b in backends}
+    for item in items:
+        if "=" not in item:
+            raise CtxbenchError(f"--backend-arg {item!r}: expected key=value or backend:key=value")
+        key, value = item.split("=", 1)
+        target = None
+        if ":" in key:
+            target, key = key.split(":", 1)
+            if target not in out:
+                raise CtxbenchError(f"--backend-arg {item!r}: backend {target!r} is not among "
+                                    f"--backend {','.join(backends)}")
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(parsed, (dict, list)):
+            parsed = value
+        for b in ([target] if target else backends):
+            out[b][key] = parsed
+    return out
+
+
+def _host():
+    from .plugins import load_plugins
+    return load_plugins()
+
+
+def _registry(host):
+    from .taskregistry import TaskRegistry
+    return TaskRegistry(host.task_dirs, host.families, host.loaders)
+
+
+def cmd_run(args) -> int:
+    from .device import resolve_device
+    from .leaderboard import write_leaderboard
+    from .runner import Runner, RunOptions, write_manifest
+
+    host = _host()
+    for f in host.failures:
+        print(f"[ctxbench] plugin {f.plugin} failed to load: {f.error}", file=sys.stderr)
+    registry = _registry(host)
+    tasks = registry.select(args.task)
+    if args.backend:
+        names = [n.strip() for b in args.backend for n in b.split(",") if n.strip()]
+        for n in names:
+            host.backends.get(n)  # unknown name -> error with suggestions
+    else:
+        names = [n for n in host.backends.names() if host.backends.get(n).embedded_default]
+    backend_args = _parse_backend_args(args.backend_arg, names)
+    name = args.name or ("embedded" if not args.backend else "run")
+    output_dir = Path(args.output_dir) if args.output_dir else Path("leaderboards") / name
+    options = RunOptions(output_dir=output_dir, cache_dir=args.cache_dir,
+                         use_cache=not args.no_cache, device=resolve_device(args.device),
+                         batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                         rerun=args.rerun, progress=not args.no_progress)
+    backends = [(n, backend_args[n]) for n in names]
+    print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
+          f"results -> {output_dir}", file=sys.stderr)
+    t0 = time.perf_counter()
+    runner = Runner(host, options)
+    results = runner.run(tasks, backends)
+    write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)
+    board = Path(args.leaderboard) if args.leaderboard else output_dir.parent / f"{output_dir.name}.md"
+    write_leaderboard(output_dir, board, title=f"ctxbench leaderboard: {name}")
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
+    print(f"[ctxbench] done in {time.perf_counter() - t0:.1f}s: {counts['ok']} ok, "
+          f"{counts['skipped']} skipped (data not found), {counts['failed']} failed; "
+          f"leaderboard -> {board}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def cmd_list(args) -> int:
+    from tabulate import tabulate
+    host = _host()
+    what = args.what
+    if what == "tasks":
+        registry = _registry(host)
+        rows = [[t.name, t.family, ", ".join(g for g in t.all_groups if g != "all"),
+                 t.description] for t in (registry.tasks.get(n) for n in registry.tasks.names())]
+        print(tabulate(rows, ["task", "family", "groups", "description"], tablefmt="simple"))
+        for path, exc in registry.invalid.items():
+            print(f"INVALID {path}: {exc}")
+    elif what == "backends":
+        rows = [[n, host.backends.origin(n), "yes" if host.backends.get(n).embedded_default else "",
+                 host.backends.get(n).description] for n in host.backends.names()]
+        print(tabulate(rows, ["backend", "plugin", "default", "description"], tablefmt="simple"))
+    elif what == "metrics":
+        rows = [[n, host.metrics.get(n).family, host.metrics.get(n).description,
+                 host.metrics.get(n).reference] for n in host.metrics.names()]
+        print(tabulate(rows, ["metric", "family", "description", "reference"], tablefmt="simple"))
+    elif what == "families":
+        rows = [[n, host.families.get(n).description] for n in host.families.names()]
+        print(tabulate(rows, ["family", "description"], tablefmt="simple"))
+    elif what == "loaders":
+        rows = [[n, host.loaders.get(n).family, host.loaders.get(n).description]
+                for n in host.loaders.names()]
+        print(tabulate(rows, ["loader", "family", "description"], tablefmt="simple"))
+    for f in host.failures:
+        print(f"FAILED plugin {f.plugin} ({f.source}): {f.error}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .errors import TaskConfigError
+    from .taskspec import parse_task
+    host = _host()
+    paths: list[Path] = []
+    for p in map(Path, args.path):
+        if p.is_dir():
+            paths += [x for x in sorted(p.rglob("*.yaml")) if not x.name.startswith("_")]
+        else:
+            paths.append(p)
+    bad = 0
+    for path in paths:
+        try:
+            spec = parse_task(path, host.families, host.loaders)
+            print(f"ok      {path} (task {spec.name}, family {spec.family}, hash {spec.hash})")
+        except TaskConfigError as exc:
+            bad += 1
+            print(f"INVALID {exc}")
+    return 2 if bad else 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import write_leaderboard
+    results = Path(args.results)
+    if not results.is_dir():
+        raise CtxbenchError(f"--results {results}: not a folder of results JSON "
+                            f"(ctxbench run writes them to leaderboards/<name>/)")
+    out = Path(args.out) if args.out else results.parent / f"{results.name}.md"
+    write_leaderboard(results, out)
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxbench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    run = sub.add_parser("run", help="evaluate backends on tasks", epilog=EXAMPLES["run"],
+                         formatter_class=fmt,
+                         description="Run every backend x task cell, write one results JSON per "
+                                     "cell and a markdown leaderboard.")
+    run.add_argument("--task", action="append", default=None,
+                     help="task names, group names or 'all' (comma-separated or repeated; default all)")
+    run.add_argument("--backend", action="append", default=[],
+                     help="backend names (default: the embedded default backends)")
+    run.add_argument("--backend-arg", action="append", default=[], metavar="[BACKEND:]KEY=VALUE",
+                     help="argument for the backend factory (YAML scalar)")
+    run.add_argument("--output-dir", help="results folder (default leaderboards/<name>)")
+    run.add_argument("--name", help="run name (default 'embedded' without --backend, else 'run')")
+    run.add_argument("--leaderboard", help="markdown output (default <output-dir>.md)")
+    run.add_argument("--cache-dir", help="embedding cache (default $CTXBENCH_CACHE or ~/.cache/ctxbench)")
+    run.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    run.add_argument("--device", default="auto", help="cuda, cuda:1, mps, cpu (default: best available)")
+    run.add_argument("--batch-size", type=int, help="encoding batch size (default: per backend)")
+    run.add_argument("--limit", type=int, help="at most N evaluation items per task (smoke tests)")
+    run.add_argument("--seed", type=int, default=0, help="seed for bootstrap and probes (default 0)")
+    run.add_argument("--rerun", action="store_true", help="recompute cells whose results exist")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list tasks, backends, metrics, families or loaders",
+                         epilog=EXAMPLES["list"], formatter_class=fmt)
+    lst.add_argument("what", choices=["tasks", "backends", "metrics", "families", "loaders"])
+    lst.set_defaults(func=cmd_list)
+
+    val = sub.add_parser("validate", help="check task YAML files", epilog=EXAMPLES["validate"],
+                         formatter_class=fmt)
+    val.add_argument("path", nargs="+", help="task files or folders")
+    val.set_defaults(func=cmd_validate)
+
+    lb = sub.add_parser("leaderboard", help="markdown leaderboard from a results folder",
+                        epilog=EXAMPLES["leaderboard"], formatter_class=fmt)
+    lb.add_argument("--results", required=True, help="folder of results JSON")
+    lb.add_argument("--out", help="markdown file (default <results>.md)")
+    lb.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "task", "unset") is None:
+        args.task = ["all"]
+    try:
+        return args.func(args)
+    except CtxbenchError as exc:
+        print(f"ctxbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ctxbench: interrupted; finished cells and cached embeddings are kept, "
+              "re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Between evaluators and backends: dedupe, cache lookup, batching, output checks.
+
+Evaluators never call a backend directly. They call ``images``, ``texts`` or
+``videos`` here with whole lists; this layer
+1. keys every (kind, input, context) by content hash and drops duplicates,
+2. serves what the cache already has,
+3. encodes the rest in batches (halving the batch on CUDA out-of-memory and
+   remembering the size that worked),
+4. checks each batch (shape [n, D], floating dtype, finite values, one D for the
+   backend) and writes it to the cache in crash-safe segments.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .backend import Backend, Capabilities
+from .cache import BackendCache, entry_key
+from .errors import BackendOutputError, CapabilityError
+from .inputs import ImageRef, context_key, text_key
+
+FLUSH_ROWS = 1024      # write a cache segment at least this often (rows)
+FLUSH_SECONDS = 20.0   # ... or this often (seconds), whichever comes first
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm ships with transformers; degrade gracefully anyway
+        return None
+    return tqdm(total=total, desc=desc, unit="item", leave=False, file=sys.stderr,
+                disable=None if total >= 64 else True)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class CachedEncoder:
+    def __init__(self, backend: Backend, cache: BackendCache | None, batch_size: int = 32,
+                 progress: bool = True, label: str = "backend"):
+        self.backend = backend
+        self.cache = cache
+        self.batch_size = max(1, int(batch_size))
+        self.progress = progress
+        self.label = label
+        self.dim: int | None = None
+        self.stats = {"forward_passes": 0, "items_encoded": 0, "cache_hits": 0,
+                      "duplicates_skipped": 0}
+        self.encode_seconds = 0.0
+        self._memory: dict[str, np.ndarray] = {}  # this run's results when no disk cache
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    # -- public API ------------------------------------------------------------
+    def texts(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> torch.Tensor:
+        contexts = self._contexts(contexts, len(texts), "text")
+        keys = [text_key(t) for t in texts]
+        return self._encode("text", keys, list(texts), contexts,
+                            lambda items, ctx: self.backend.encode_texts(items, ctx))
+
+    def images(self, refs: Sequence[ImageRef], contexts: Sequence[str | None] | None = None) -> torch.Tensor:
+        contexts = self._contexts(contexts, len(refs), "image")
+        keys = [r.key for r in refs]
+        return self._encode("image", keys, list(refs), contexts,
+                            lambda items, ctx: self.backend.encode_images([r.load() for r in items], ctx))
+
+    def videos(self, clips: Sequence[Sequence[ImageRef]],
+               contexts: Sequence[str | None] | None = None) -> torch.Tensor:
+        """One embedding per clip: the backend's video encoder if it declares one,
+        else the mean of its L2-normalised frame embeddings (SPEC §3)."""
+        contexts = self._contexts(contexts, len(clips), "image")
+        if self.capabilities.video:
+            keys = [entry_key("clip", "|".join(f.key for f in clip), "") for clip in clips]
+            return self._encode("video", keys, list(clips), contexts,
+                                lambda items, ctx: self.backend.encode_videos(
+                                    [[f.load() for f in clip] for clip in items], ctx))
+        flat = [frame for clip in clips for frame in clip]
+        flat_ctx = [c for clip, c in zip(clips, contexts) for _ in clip]
+        frames = torch.nn.functional.normalize(self.images(flat, flat_ctx), dim=-1)
+        lengths = torch.tensor([len(clip) for clip in clips])
+        if (lengths == 0).any():
+            raise BackendOutputError("a clip has no frames; check the dataset's frame ranges")
+        owner = torch.repeat_interleave(torch.arange(len(clips)), lengths)
+        sums = torch.zeros(len(clips), frames.shape[1]).index_add_(0, owner, frames)
+        return sums / lengths[:, None]
+
+    # -- internals -------------------------------------------------------------
+    def _contexts(self, contexts, n: int, side: str) -> list[str | None]:
+        if contexts is None:
+            return [None] * n
+        contexts = list(contexts)
+        if len(contexts) != n:
+            raise ValueError(f"{n} inputs but {len(contexts)} contexts")
+        allowed = self.capabilities.image_context if side == "image" else self.capabilities.text_context
+        if not allowed and any(c is not None for c in contexts):
+            raise CapabilityError(f"{self.label} does not accept a context on the {side} side "
+                                  f"(capabilities: {self.capabilities})")
+        return contexts
+
+    def _encode(self, kind: str, input_keys: list[str], items: list[Any],
+                contexts: list[str | None], call: Callable) -> torch.Tensor:
+        n = len(items)
+        keys = [entry_key(kind, k, context_key(c)) for k, c in zip(input_keys, contexts)]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        self.stats["duplicates_skipped"] += n - len(first)
+        found: dict[str, np.ndarray] = {}
+        in_cache: list[str] = []
+        missing: list[int] = []
+        for k, i in first.items():
+            if k in self._memory:
+                found[k] = self._memory[k]
+            elif self.cache is not None and k in self.cache:
+                in_cache.append(k)
+            else:
+                missing.append(i)
+        if in_cache:
+            found.update(zip(in_cache, self.cache.get_many(in_cache)))
+        self.stats["cache_hits"] += len(found)
+        if missing:
+            found.update(self._run_batches(kind, [keys[i] for i in missing],
+                                           [items[i] for i in missing],
+                                           [contexts[i] for i in missing], call))
+        if n == 0:
+            return torch.zeros(0, self.dim or 0)
+        return torch.from_numpy(np.stack([found[k] for k in keys]))
+
+    def _run_batches(self, kind, keys, items, contexts, call) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        pending_keys: list[str] = []
+        pending_rows: list[np.ndarray] = []
+        last_flush = time.monotonic()
+        bar = _progress(len(items), f"{self.label} {kind}s") if self.progress else None
+        start = 0
+        try:
+            while start < len(items):
+                size = self.batch_size
+                chunk = slice(start, start + size)
+                t0 = time.perf_counter()
+                try:
+                    with torch.inference_mode():
+                        emb = call(items[chunk], contexts[chunk])
+                except Exception as exc:
+                    if _is_oom(exc) and size > 1:
+                        self.batch_size = max(1, size // 2)
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                        print(f"[ctxbench] out of memory at batch size {size}; "
+                              f"retrying with {self.batch_size}", file=sys.stderr)
+                        continue
+                    raise
+                self.encode_seconds += time.perf_counter() - t0
+                rows = self._check(emb, len(items[chunk]), kind)
+                self.stats["forward_passes"] += 1
+                self.stats["items_encoded"] += len(rows)
+                for k, row in zip(keys[chunk], rows):
+                    out[k] = row
+                pending_keys.extend(keys[chunk])
+                pending_rows.append(rows)
+                if len(pending_keys) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
+                    self._flush(pending_keys, pending_rows)
+                    pending_keys, pending_rows = [], []
+                    last_flush = time.monotonic()
+                if bar is not None:
+                    bar.update(len(rows))
+                start += size
+        finally:
+            self._flush(pending_keys, pending_rows)  # keep finished work even on error
+            if bar is not None:
+                bar.close()
+        return out
+
+    def _flush(self, keys: list[str], rows: list[np.ndarray]) -> None:
+        if not keys:
+            return
+        block = np.concatenate(rows)
+        if self.cache is not None:
+            self.cache.put_many(keys, block)
+        else:
+            self._memory.update(zip(keys, block))
+
+    def _check(self, emb: Any, n: int, kind: str) -> np.ndarray:
+        where = f"{self.label}.encode_{kind}s"
+        if not isinstance(emb, torch.Tensor):
+            raise BackendOutputError(f"{where} returned {type(emb).__name__}, expected a torch.Tensor [N, D]")
+        if not emb.is_floating_point():
+            raise BackendOutputError(f"{where} returned dtype {emb.dtype}, expected a floating dtype")
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise BackendOutputError(f"{where} returned shape {tuple(emb.shape)} for {n} inputs, "
+                                     f"expected ({n}, D)")
+        if self.dim is None:
+            self.dim = int(emb.shape[1])
+        elif emb.shape[1] != self.dim:
+            raise BackendOutputError(f"{where} returned dimension {emb.shape[1]}, "
+                                     f"but earlier batches had {self.dim}")
+        rows = emb.detach().to("cpu", torch.float32).numpy()
+        if not np.isfinite(rows).all():
+            bad = int((~np.isfinite(rows)).any(axis=1).sum())
+            raise BackendOutputError(f"{where} returned non-finite values in {bad} of {n} rows")
+        return rows

@@ -1,0 +1,206 @@
+"""The runner: every backend x task cell, one result file each.
+
+For each backend (loaded once) and each task (dataset loaded once per run):
+load -> encode through the cached encoder -> family evaluator -> results JSON.
+A failing cell is recorded with its error and the run goes on; a task whose
+real data is absent is recorded as skipped with instructions; a cell whose
+valid result already exists is reused (``rerun=False``), so an interrupted run
+resumes where it stopped, and the embedding cache means finished encodings are
+never recomputed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .atomic import write_json
+from .cache import EmbeddingCache
+from .cell import CellSpec
+from .encoder import CachedEncoder
+from .errors import CtxbenchError, DataNotFound
+from .families.base import EvalRequest
+from .plugins import PluginHost
+from .results import (CellResult, MetricValue, library_versions, now_iso, read_result,
+                      result_path, write_result)
+from .specs import LoadContext
+from .taskspec import TaskSpec
+
+
+@dataclass
+class RunOptions:
+    output_dir: Path
+    cache_dir: Path | None = None     # None: the default user cache dir
+    use_cache: bool = True
+    device: str = "cpu"
+    batch_size: int | None = None     # None: each backend's default
+    limit: int | None = None
+    seed: int = 0
+    rerun: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)[-6:])}
+
+
+class Runner:
+    def __init__(self, host: PluginHost, options: RunOptions):
+        self.host = host
+        self.opt = options
+        self.cache = EmbeddingCache(options.cache_dir) if options.use_cache else None
+        self._datasets: dict[str, Any] = {}
+        self._versions = library_versions()
+
+    # -- cells -----------------------------------------------------------------
+    def cells(self, tasks: list[TaskSpec], backends: list[tuple[str, dict]]) -> list[CellSpec]:
+        return [CellSpec.make(b, args, t, self.opt.seed, self.opt.limit)
+                for b, args in backends for t in tasks]
+
+    def _existing(self, cell: CellSpec, task: TaskSpec) -> CellResult | None:
+        if self.opt.rerun:
+            return None
+        path = Path(self.opt.output_dir) / task.name / f"{cell.cell_id}.json"
+        if not path.exists():
+            return None
+        try:
+            result = read_result(path)
+        except CtxbenchError:
+            return None
+        return result if result.status == "ok" else None
+
+    def _base_result(self, cell: CellSpec, task: TaskSpec, status: str) -> CellResult:
+        return CellResult(cell_id=cell.cell_id, status=status, task=task.name,
+                          task_hash=task.hash, task_version=task.version, family=task.family,
+                          backend=cell.backend, backend_args=cell.args,
+                          backend_label=cell.label, fingerprint=None, seed=self.opt.seed,
+                          limit=self.opt.limit, versions=self._versions, timestamp=now_iso())
+
+    # -- datasets --------------------------------------------------------------
+    def _dataset(self, task: TaskSpec) -> Any:
+        """Load once per run; a DataNotFound/other error is remembered and re-raised."""
+        if task.name not in self._datasets:
+            loader = self.host.loaders.get(task.loader)
+            ctx = LoadContext(task.name, task.path, self.opt.seed, self.opt.limit)
+            try:
+                self._datasets[task.name] = ("ok", loader.load(dict(task.options), ctx))
+            except Exception as exc:
+                self._datasets[task.name] = ("error", exc)
+        state, value = self._datasets[task.name]
+        if state == "error":
+            raise value
+        return value
+
+    # -- main loop -------------------------------------------------------------
+    def run(self, tasks: list[TaskSpec], backends: list[tuple[str, dict]],
+            cells: list[CellSpec] | None = None) -> list[CellResult]:
+        """Run ``cells`` (default: every backend x task) and return their results."""
+        task_by_name = {t.name: t for t in tasks}
+        cells = cells if cells is not None else self.cells(tasks, backends)
+        by_backend: dict[tuple, list[CellSpec]] = {}
+        for cell in cells:
+            by_backend.setdefault((cell.backend, cell.backend_args), []).append(cell)
+        results: list[CellResult] = []
+        for (name, args_items), backend_cells in by_backend.items():
+            todo = []
+            for cell in backend_cells:
+                done = self._existing(cell, task_by_name[cell.task])
+                if done is not None:
+                    self.opt.log(f"[ctxbench] {cell.label} x {cell.task}: result exists, skipped "
+                                 f"(--rerun to recompute)")
+                    results.append(done)
+                else:
+                    todo.append(cell)
+            if todo:
+                results.extend(self._run_backend(name, dict(args_items), todo, task_by_name))
+        return results
+
+    def _run_backend(self, name: str, args: dict, cells: list[CellSpec],
+                     tasks: dict[str, TaskSpec]) -> list[CellResult]:
+        label = cells[0].label
+        t0 = time.perf_counter()
+        try:
+            spec = self.host.backends.get(name)
+            backend = spec.factory(device=self.opt.device, **{**spec.default_args, **args})
+            fingerprint = backend.fingerprint()
+        except Exception as exc:
+            self.opt.log(f"[ctxbench] backend {label} failed to load: {exc}")
+            out = []
+            for cell in cells:
+                r = self._base_result(cell, tasks[cell.task], "failed")
+                r.error = _error_info(exc)
+                out.append(self._write(r))
+            return out
+        load_seconds = time.perf_counter() - t0
+        cache = self.cache.for_backend(fingerprint) if self.cache is not None else None
+        encoder = CachedEncoder(backend, cache, self.opt.batch_size or spec.default_batch_size,
+                                progress=self.opt.progress, label=label)
+        out = []
+        for cell in cells:
+            out.append(self._run_cell(cell, tasks[cell.task], encoder, fingerprint, load_seconds))
+        return out
+
+    def _run_cell(self, cell: CellSpec, task: TaskSpec, encoder: CachedEncoder,
+                  fingerprint: str, load_seconds: float) -> CellResult:
+        result = self._base_result(cell, task, "ok")
+        result.fingerprint = fingerprint
+        stats_before = dict(encoder.stats)
+        encode_before = encoder.encode_seconds
+        t0 = time.perf_counter()
+        try:
+            dataset = self._dataset(task)
+            load_done = time.perf_counter()
+            family = self.host.families.get(task.family)
+            protocol = {**family.protocol_defaults, **task.protocol}
+            artifacts = result_path(self.opt.output_dir, result).with_suffix(".artifacts")
+            output = family.evaluate(EvalRequest(task, dataset, encoder, protocol, self.opt.seed,
+                                                 artifacts, self.opt.device))
+            result.metrics = output.metrics
+            result.headline = list(task.metrics) or list(output.headline)
+            result.tables, result.details, result.n = output.tables, output.details, output.n
+            result.timings = {"backend_load": round(load_seconds, 3),
+                              "dataset_load": round(load_done - t0, 3),
+                              "encode": round(encoder.encode_seconds - encode_before, 3)}
+        except DataNotFound as exc:
+            result.status = "skipped"
+            result.error = {"type": "DataNotFound", "message": str(exc), "traceback": ""}
+        except Exception as exc:
+            result.status = "failed"
+            result.error = _error_info(exc)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
+        status = result.status if result.status != "ok" else f"ok in {result.seconds:.1f}s"
+        msg = f" ({result.error['type']}: {result.error['message'][:300]})" if result.error else ""
+        self.opt.log(f"[ctxbench] {cell.label} x {task.name}: {status}{msg}")
+        return self._write(result)
+
+    def _write(self, result: CellResult) -> CellResult:
+        write_result(self.opt.output_dir, result)
+        return result
+
+
+def write_manifest(output_dir: Path, tasks: list[TaskSpec], backends: list[tuple[str, dict]],
+                   results: list[CellResult], seconds: float, options: RunOptions) -> None:
+    """Run-level record (versions, task hashes, seeds, timings) next to the results."""
+    write_json(Path(output_dir) / "manifest.json", {
+        "versions": library_versions(),
+        "timestamp": now_iso(),
+        "seconds": round(seconds, 3),
+        "seed": options.seed, "limit": options.limit, "device": options.device,
+        "tasks": {t.name: {"hash": t.hash, "version": t.version, "family": t.family,
+                           "file": str(t.path)} for t in tasks},
+        "backends": [{"name": b, "args": a} for b, a in backends],
+        "cells": [{"cell_id": r.cell_id, "task": r.task, "backend": r.backend_label,
+                   "status": r.status, "seconds": r.seconds, "fingerprint": r.fingerprint}
+                  for r in results],
+    })
+
+
+def metric_or_na(metrics: dict[str, MetricValue], name: str) -> MetricValue:
+    return metrics.get(name, MetricValue.not_applicable("not reported"))

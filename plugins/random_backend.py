@@ -1,0 +1,57 @@
+"""`random`: a seeded chance baseline.
+
+Each input gets a fixed pseudo-random unit vector derived from (seed, content,
+context), so it is deterministic, cache-consistent, and any retrieval metric
+sits at chance (Recall@1 ~ 1/pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.hookspecs import hookimpl
+from ctxbench.inputs import context_key, pil_key, text_key
+
+PLUGIN_VERSION = "1"
+
+
+class RandomBackend:
+    def __init__(self, dim: int = 64, seed: int = 0, device: str = "cpu"):
+        self.dim, self.seed = int(dim), int(seed)
+        self.capabilities = Capabilities(image_context=True, text_context=True,
+                                         normalized=True, context_method="hash")
+
+    def fingerprint(self) -> str:
+        return f"random:v{PLUGIN_VERSION}:dim={self.dim}:seed={self.seed}"
+
+    def _vectors(self, keys: list[str]) -> torch.Tensor:
+        out = np.empty((len(keys), self.dim), dtype=np.float32)
+        for i, key in enumerate(keys):
+            digest = hashlib.sha256(f"{self.seed}\0{key}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+            v = rng.standard_normal(self.dim)
+            out[i] = v / np.linalg.norm(v)
+        return torch.from_numpy(out)
+
+    def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
+        return self._vectors([f"i{pil_key(im)}{context_key(c)}" for im, c in zip(images, contexts)])
+
+    def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
+        return self._vectors([f"t{text_key(t)}{context_key(c)}" for t, c in zip(texts, contexts)])
+
+
+@hookimpl
+def ctxbench_backends():
+    return [BackendSpec(
+        name="random",
+        factory=lambda device="cpu", **args: RandomBackend(device=device, **args),
+        description="seeded chance baseline (args: dim=64, seed=0)",
+        default_batch_size=256,
+        embedded_default=True,
+    )]

@@ -1,0 +1,1 @@
+"""ctxbench's task definitions (YAML). This file only makes the folder installable."""
