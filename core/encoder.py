@@ -43,12 +43,13 @@ def _is_oom(exc: BaseException) -> bool:
 
 class CachedEncoder:
     def __init__(self, backend: Backend, cache: BackendCache | None, batch_size: int = 32,
-                 progress: bool = True, label: str = "backend"):
+                 progress: bool = True, label: str = "backend", flush_rows: int = FLUSH_ROWS):
         self.backend = backend
         self.cache = cache
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
         self.label = label
+        self.flush_rows = flush_rows
         self.dim: int | None = None
         self.stats = {"forward_passes": 0, "items_encoded": 0, "cache_hits": 0,
                       "duplicates_skipped": 0}
@@ -166,7 +167,7 @@ class CachedEncoder:
                     out[k] = row
                 pending_keys.extend(keys[chunk])
                 pending_rows.append(rows)
-                if len(pending_keys) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
+                if len(pending_keys) >= self.flush_rows or time.monotonic() - last_flush > FLUSH_SECONDS:
                     self._flush(pending_keys, pending_rows)
                     pending_keys, pending_rows = [], []
                     last_flush = time.monotonic()

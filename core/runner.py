@@ -42,6 +42,7 @@ class RunOptions:
     seed: int = 0
     rerun: bool = False
     progress: bool = True
+    flush_rows: int = 1024            # cache segment size: work lost to a SIGKILL is bounded by it
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -140,7 +141,8 @@ class Runner:
         load_seconds = time.perf_counter() - t0
         cache = self.cache.for_backend(fingerprint) if self.cache is not None else None
         encoder = CachedEncoder(backend, cache, self.opt.batch_size or spec.default_batch_size,
-                                progress=self.opt.progress, label=label)
+                                progress=self.opt.progress, label=label,
+                                flush_rows=self.opt.flush_rows)
         out = []
         for cell in cells:
             out.append(self._run_cell(cell, tasks[cell.task], encoder, fingerprint, load_seconds))

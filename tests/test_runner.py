@@ -1,0 +1,164 @@
+"""Runner and CLI: every cell recorded, failures isolated, resumable, deterministic."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ctxbench.leaderboard import md_escape, render_markdown, latest_results
+from ctxbench.plugins import load_plugins
+from ctxbench.results import read_result
+from ctxbench.runner import Runner, RunOptions
+from ctxbench.taskregistry import TaskRegistry
+from distutil import make_dist, run_cli
+
+EXTRA = textwrap.dedent('''
+    import os, time, torch
+    from ctxbench.backend import BackendSpec
+    from ctxbench.hookspecs import hookimpl
+    from ctxbench_plugins.random_backend import RandomBackend
+
+    class Slow(RandomBackend):
+        def encode_texts(self, texts, contexts):
+            time.sleep(float(os.environ.get("SLOW_SECONDS", "0")))
+            with open(os.environ["CALL_LOG"], "a") as fh:
+                fh.write(f"{len(texts)}\\n")
+            return super().encode_texts(texts, contexts)
+
+    class Exploding:
+        def __init__(self, **kw):
+            raise RuntimeError("weights file is corrupt")
+
+    @hookimpl
+    def ctxbench_backends():
+        return [BackendSpec("slow_random", lambda device="cpu", **a: Slow(**a), "slow", 8),
+                BackendSpec("exploding", lambda device="cpu", **a: Exploding(**a), "fails")]
+''')
+
+
+@pytest.fixture
+def extra(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    root.mkdir()
+    make_dist(root, "ctxbench_test_extra", "ctxb_test_extra", [("test_extra", "ctxb_test_extra")], EXTRA)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("CALL_LOG", str(tmp_path / "calls.log"))
+    return root
+
+
+def task_and_host():
+    host = load_plugins()
+    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders)
+    return host, tasks
+
+
+def test_failing_backend_is_recorded_and_the_rest_completes(extra, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(["run", "--task", "context_retrieval_synthetic", "--backend", "exploding,random",
+                    "--output-dir", str(out), "--no-cache", "--no-progress"], extra)
+    assert proc.returncode == 1  # a cell failed
+    results = {r.backend_label: r for r in latest_results(out)[0]}
+    assert results["exploding"].status == "failed"
+    assert "weights file is corrupt" in results["exploding"].error["message"]
+    assert results["random"].status == "ok"
+    board = (tmp_path / "out.md").read_text()
+    assert "FAILED: RuntimeError" in board and "exploding failed: weights file is corrupt" in board
+
+
+def test_missing_data_is_skipped_with_instructions(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(["run", "--task", "context_retrieval_lsmdc", "--output-dir", str(out),
+                    "--no-cache", "--no-progress"])
+    assert proc.returncode == 0, proc.stderr
+    (result,) = latest_results(out)[0]
+    assert result.status == "skipped" and "LSMDC" in result.error["message"]
+
+
+def test_results_schema_and_reuse(extra, tmp_path, cache_dir):
+    host, reg = task_and_host()
+    tasks = reg.select(["context_retrieval_synthetic"])
+    opts = RunOptions(output_dir=tmp_path / "out", cache_dir=cache_dir, progress=False, log=lambda m: None)
+    (r1,) = Runner(host, opts).run(tasks, [("random", {"dim": 32})])
+    data = json.loads(next((tmp_path / "out").rglob("*.json")).read_text())
+    for key in ("cell_id", "task", "task_hash", "family", "backend", "fingerprint", "metrics", "n",
+                "seconds", "versions", "seed", "timestamp", "encoder_stats"):
+        assert key in data
+    assert set(data["versions"]) >= {"ctxbench", "torch", "transformers", "open_clip_torch"}
+    assert data["metrics"]["L1/no_ctx/R@1"]["ci"] is not None
+    assert r1.backend_label == "random(dim=32)"
+    logs = []
+    (r2,) = Runner(host, RunOptions(output_dir=tmp_path / "out", cache_dir=cache_dir, progress=False,
+                                    log=logs.append)).run(tasks, [("random", {"dim": 32})])
+    assert "result exists" in logs[0] and r2.timestamp == r1.timestamp
+    (r3,) = Runner(host, RunOptions(output_dir=tmp_path / "out", cache_dir=cache_dir, progress=False,
+                                    rerun=True, log=lambda m: None)).run(tasks, [("random", {"dim": 32})])
+    assert r3.encoder_stats["forward_passes"] == 0  # warm cache: nothing encoded again
+    assert r3.metrics["L3/both_ctx/R@1"].to_json() == r1.metrics["L3/both_ctx/R@1"].to_json()
+
+
+def test_sigkill_mid_run_resumes_without_recomputing(extra, tmp_path, cache_dir):
+    script = textwrap.dedent(f'''
+        import sys
+        from ctxbench.plugins import load_plugins
+        from ctxbench.runner import Runner, RunOptions
+        from ctxbench.taskregistry import TaskRegistry
+        host = load_plugins()
+        tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(["context_retrieval_synthetic"])
+        opts = RunOptions(output_dir=sys.argv[1], cache_dir=sys.argv[2], progress=False, flush_rows=16,
+                          log=lambda m: None)
+        Runner(host, opts).run(tasks, [("slow_random", {{}})])
+    ''')
+    env = {**os.environ, "PYTHONPATH": f"{extra}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "SLOW_SECONDS": "0.02"}
+    log = tmp_path / "calls.log"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "a"), str(cache_dir)], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not log.exists() or len(log.read_text().split()) < 60):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = sum(map(int, log.read_text().split()))
+    assert not list((tmp_path / "a").rglob("*.json")), "killed before the cell finished"
+    log.unlink()
+    env["SLOW_SECONDS"] = "0"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "a"), str(cache_dir)], env=env, check=True)
+    resumed = sum(map(int, log.read_text().split()))
+    log.unlink()
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "b"), str(tmp_path / "fresh_cache")],
+                   env=env, check=True)
+    total = sum(map(int, log.read_text().split()))
+    # the resumed run encoded only what had not reached the cache (segments of 16 rows)
+    assert resumed <= total - done_before + 16
+    assert resumed < total
+    a = read_result(next((tmp_path / "a").rglob("*.json")))
+    b = read_result(next((tmp_path / "b").rglob("*.json")))
+    assert {k: v.to_json() for k, v in a.metrics.items()} == {k: v.to_json() for k, v in b.metrics.items()}
+
+
+def test_leaderboard_escapes_names():
+    assert md_escape("a|b_<script>") == "a\\|b\\_\\<script\\>"
+    from ctxbench.results import CellResult, MetricValue
+    r = CellResult(cell_id="x", status="ok", task="t", task_hash="h", task_version=1, family="f",
+                   backend="<script>alert(1)</script>", backend_args={}, fingerprint="fp",
+                   backend_label="<script>alert(1)</script>|x", metrics={"m": MetricValue(0.5, (0.4, 0.6), 10)},
+                   headline=["m"], timestamp="2026")
+    md = render_markdown([r])
+    assert "<script>" not in md and "\\<script\\>alert" in md
+    assert "0.500 [0.400, 0.600]" in md
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+    proc = run_cli(["run", "--task", "context_retreival_synthetic", "--output-dir", str(tmp_path)])
+    assert proc.returncode == 2 and "Did you mean: context_retrieval_synthetic" in proc.stderr
+    proc = run_cli(["run", "--task", "all", "--backend", "randon", "--output-dir", str(tmp_path)])
+    assert proc.returncode == 2 and "Did you mean: random" in proc.stderr
+    proc = run_cli(["validate", str(tmp_path / "missing.yaml")])
+    assert proc.returncode == 2 and "file not found" in proc.stdout
+    for cmd in ("run", "list", "validate", "leaderboard"):
+        help_text = run_cli([cmd, "--help"]).stdout
+        assert "example: ctxbench" in help_text
