@@ -228,7 +228,7 @@ def _norm_key(rel: str) -> str:
 
 
 # ----------------------------------------------------------------------------- captions
-def read_caption_file(path: Path) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+def read_caption_file(path: Path, howto: str = "") -> dict[str, tuple[str | None, tuple[str, ...]]]:
     """Captions for list-based datasets, keyed by the image's relative path.
 
     Accepted forms: a JSON object ``{"clipart/x/y.jpg": "a caption", ...}`` or
@@ -237,8 +237,9 @@ def read_caption_file(path: Path) -> dict[str, tuple[str | None, tuple[str, ...]
     JSON (``{domain}_{split}`` keys with ``images`` and ``metadata``; fields
     ``caption`` or ``blip2_cap``)."""
     if not path.is_file():
-        raise DataNotFound(f"caption file not found at {path}; remove the 'captions' option or "
-                           f"produce the file (see ctxbench.datasets.domain.read_caption_file)")
+        raise DataNotFound(f"caption file not found at {path}. Produce it (formats: "
+                           f"ctxbench.datasets.domain.read_caption_file) or remove the task's "
+                           f"'captions' option (then only zero_shot and source_only run). {howto}")
     text = path.read_text(encoding="utf-8")
     out: dict[str, tuple[str | None, tuple[str, ...]]] = {}
     if path.suffix == ".jsonl":
@@ -317,7 +318,8 @@ def _load_lists(options: dict, ctx, *, default_domains: tuple[str, ...], class_c
             if not f.is_file():
                 raise _missing(f"{what} list {f.name}", f, howto)
             files[(dom, split)] = f
-    captions = read_caption_file(_resolve(options["captions"], ctx)) if options.get("captions") else None
+    captions = (read_caption_file(_resolve(options["captions"], ctx), howto)
+                if options.get("captions") else None)
     parsed = {}
     for key, f in files.items():
         parsed[key] = parse_list_file(f, root, class_component)
@@ -495,7 +497,8 @@ def load_hf_domains(options: dict, ctx=None) -> DomainDataset:
         where = f"{path}: split {key!r}"
         for col in (img_col, lab_col):
             if col not in table.column_names:
-                raise DatasetFormatError(f"{where}: no column {col!r} (columns: {', '.join(table.column_names)})")
+                raise DatasetFormatError(f"{where}: no column {col!r} "
+                                         f"(columns: {', '.join(table.column_names)})")
         feat = table.features[lab_col]
         if class_names is None and hasattr(feat, "names"):
             class_names = list(feat.names)
@@ -514,8 +517,9 @@ def load_hf_domains(options: dict, ctx=None) -> DomainDataset:
                                      f"train/val/test")
         raw = table.cast_column(img_col, datasets.Image(decode=False))
         labels = np.asarray(table[lab_col], dtype=np.int64)
-        caps = [_clean_caption(c) for c in table[cap_col]] if cap_col in table.column_names else [None] * len(table)
-        tags = [_split_tags(t) for t in table[tag_col]] if tag_col in table.column_names else [()] * len(table)
+        cols = table.column_names
+        caps = [_clean_caption(c) for c in table[cap_col]] if cap_col in cols else [None] * len(table)
+        tags = [_split_tags(t) for t in table[tag_col]] if tag_col in cols else [()] * len(table)
         refs = [_hf_ref(raw, img_col, i, f"{path}[{key}][{i}]") for i in range(len(table))]
         doms_arr = np.asarray(doms)
         for dom in dict.fromkeys(doms):

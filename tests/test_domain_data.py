@@ -1,0 +1,257 @@
+"""domain_adaptation loaders (DomainNet lists, GeoNet JSON and UniDA lists, datasets
+folders), the embedded synthetic dataset, and the family's task files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctxbench.datasets import domain as dd
+from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
+from ctxbench.specs import LoadContext
+from ctxbench.synth import domain as sd
+from ctxbench.synth.world import SHAPES, STYLES
+
+TASKS = Path(__file__).resolve().parents[1] / "tasks" / "domain_adaptation"
+
+
+def _img(path: Path, colour=(10, 20, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), colour).save(path)
+
+
+def _ctx(tmp_path: Path, limit=None) -> LoadContext:
+    return LoadContext("t", tmp_path / "task.yaml", 0, limit)
+
+
+# ----------------------------------------------------------------------------- DomainNet
+@pytest.fixture
+def domainnet(tmp_path):
+    root = tmp_path / "DomainNet"
+    rows = {"clipart": [("clipart/aircraft_carrier/clipart_001_000018.jpg", 0),
+                        ("clipart/zebra/clipart_344_000001.jpg", 2), ("clipart/apple/c_1.jpg", 1)],
+            "sketch": [("sketch/aircraft_carrier/s_1.jpg", 0), ("sketch/zebra/s_2.jpg", 2)]}
+    for dom, items in rows.items():
+        for split in ("train", "test"):
+            (root / f"{dom}_{split}.txt").parent.mkdir(parents=True, exist_ok=True)
+            (root / f"{dom}_{split}.txt").write_text("".join(f"{p} {lab}\n" for p, lab in items) + "\n")
+            for p, _ in items:
+                _img(root / p)
+    captions = {"clipart/aircraft_carrier/clipart_001_000018.jpg": "a drawing of a big ship",
+                "sketch/zebra/s_2.jpg": {"caption": "a striped horse", "tags": ["zebra", "sketch"]}}
+    (root / "captions.json").write_text(json.dumps(captions))
+    return root
+
+
+def test_domainnet_lists_classes_labels_and_captions(domainnet, tmp_path):
+    ds = dd.load_domainnet({"root": str(domainnet), "domains": ["clipart", "sketch"],
+                            "captions": str(domainnet / "captions.json")}, _ctx(tmp_path))
+    assert ds.classes == ["aircraft_carrier", "apple", "zebra"]
+    sp = ds.domains["clipart"]["train"]
+    assert sp.labels.tolist() == [0, 2, 1]
+    assert sp.captions == ["a drawing of a big ship", None, None]
+    sk = ds.domains["sketch"]["test"]
+    assert sk.captions[1] == "a striped horse" and sk.tags[1] == ("zebra", "sketch")
+    assert sk.texts() == [None, "a striped horse"]
+    assert sp.refs[0].load().size == (4, 4)
+
+
+def test_domainnet_relative_paths_resolve_against_the_task_file(domainnet, tmp_path):
+    ds = dd.load_domainnet({"root": "DomainNet", "domains": ["sketch"]}, _ctx(tmp_path))
+    assert len(ds.domains["sketch"]["train"]) == 2
+
+
+def test_malformed_line_names_file_and_line(domainnet, tmp_path):
+    f = domainnet / "sketch_train.txt"
+    f.write_text("sketch/zebra/s_2.jpg 2\nsketch/zebra/s_3.jpg two\n")
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{f}:2")):
+        dd.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+
+
+@pytest.mark.parametrize("bad", ["../outside.jpg 0", "sketch/../../x.jpg 0", "/etc/passwd 0"])
+def test_path_escape_names_file_and_line(domainnet, tmp_path, bad):
+    f = domainnet / "sketch_test.txt"
+    f.write_text(f"sketch/zebra/s_2.jpg 2\n\n{bad}\n")
+    with pytest.raises(PathEscapeError, match=re.escape(f"{f}:3")):
+        dd.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+
+
+def test_inconsistent_label_numbering_is_refused(domainnet, tmp_path):
+    (domainnet / "sketch_test.txt").write_text("sketch/apple/s_9.jpg 0\n")
+    with pytest.raises(DatasetFormatError, match="one label numbering"):
+        dd.load_domainnet({"root": str(domainnet), "domains": ["clipart", "sketch"]}, _ctx(tmp_path))
+
+
+def test_missing_data_gives_instructions(tmp_path):
+    with pytest.raises(DataNotFound, match="ai.bu.edu/M3SDA"):
+        dd.load_domainnet({"root": str(tmp_path / "nope")}, _ctx(tmp_path))
+
+
+def test_limit_subsamples_each_split_deterministically(domainnet, tmp_path):
+    a = dd.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
+    b = dd.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
+    assert len(a.domains["clipart"]["train"]) == 2
+    assert a.domains["clipart"]["train"].ids == b.domains["clipart"]["train"].ids
+
+
+# ----------------------------------------------------------------------------- GeoNet
+def _geonet(root: Path) -> Path:
+    data = {"info": {}, "categories": [{"category_id": 0, "category_name": "colobus"},
+                                       {"category_id": 1, "category_name": "flagpole"}]}
+    n = 0
+    for dom in ("usa", "asia"):
+        for split in ("train", "test"):
+            images, anns, metas = [], [], []
+            for lab, cls in enumerate(("colobus", "flagpole")):
+                n += 1
+                fn = f"{dom}/{split}/{cls}/{n}.jpg"
+                _img(root / fn)
+                images.append({"id": n, "filename": fn})
+                anns.append({"image_id": n, "category": lab, "class_name": cls})
+                metas.append({"image_id": n, "caption": f"{cls} seen in {dom}",
+                              "tags": "monkey,tree" if lab == 0 else "NULL", "description": "NULL"})
+            data[f"{dom}_{split}"] = {"images": images, "annotations": anns, "metadata": metas}
+    path = root / "metadata.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_geonet_json_joins_images_annotations_and_metadata(tmp_path):
+    meta = _geonet(tmp_path / "GeoImNet")
+    ds = dd.load_geonet({"root": str(tmp_path / "GeoImNet"), "metadata": str(meta),
+                         "text_fields": ["caption", "description", "tags"]}, _ctx(tmp_path))
+    assert ds.classes == ["colobus", "flagpole"]
+    sp = ds.domains["asia"]["train"]
+    assert sp.labels.tolist() == [0, 1]
+    assert sp.captions == ["colobus seen in asia, monkey, tree", "flagpole seen in asia"]
+    assert sp.tags == [("monkey", "tree"), ()]
+
+
+def test_geonet_json_errors_name_the_field(tmp_path):
+    meta = _geonet(tmp_path / "g")
+    data = json.loads(meta.read_text())
+    del data["usa_test"]["annotations"][1]["category"]
+    meta.write_text(json.dumps(data))
+    with pytest.raises(DatasetFormatError, match=r"usa_test\.annotations\[1\]: missing field 'category'"):
+        dd.load_geonet({"root": str(tmp_path / "g"), "metadata": str(meta)}, _ctx(tmp_path))
+    data["usa_test"]["annotations"][1]["category"] = 1
+    data["usa_test"]["images"][0]["filename"] = "../../secret.jpg"
+    meta.write_text(json.dumps(data))
+    with pytest.raises(PathEscapeError, match=r"usa_test\.images\[0\]\.filename"):
+        dd.load_geonet({"root": str(tmp_path / "g"), "metadata": str(meta)}, _ctx(tmp_path))
+
+
+def test_geonet_missing_gives_instructions(tmp_path):
+    with pytest.raises(DataNotFound, match="tarun005.github.io/GeoNet"):
+        dd.load_geonet({"root": str(tmp_path), "metadata": str(tmp_path / "none.json")}, _ctx(tmp_path))
+
+
+def test_geonet_unida_lists_with_captions_from_the_metadata(tmp_path):
+    root = tmp_path / "GeoNet"
+    meta = _geonet(root)
+    data = json.loads(meta.read_text())
+    for dom in ("usa", "asia"):
+        for split in ("train", "test"):
+            lines = [f"{im['filename']} {a['category']}" for im, a in
+                     zip(data[f"{dom}_{split}"]["images"], data[f"{dom}_{split}"]["annotations"])]
+            (root / f"{dom}_{split}.txt").write_text("\n".join(lines) + "\n")
+    ds = dd.load_geonet_lists({"root": str(root), "captions": str(meta)}, _ctx(tmp_path))
+    assert ds.classes == ["colobus", "flagpole"]
+    assert ds.domains["usa"]["test"].captions == ["colobus seen in usa", "flagpole seen in usa"]
+
+
+def test_hf_datasets_folder(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    imgs = [Image.new("RGB", (4, 4), (i * 40, 0, 0)) for i in range(4)]
+    table = datasets.Dataset.from_dict(
+        {"image": imgs, "label": [0, 1, 0, 1], "caption": ["a cat", "a dog", "NULL", "dog"],
+         "domain": ["photo", "photo", "sketch", "sketch"]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"]),
+                                    "caption": datasets.Value("string"), "domain": datasets.Value("string")}))
+    datasets.DatasetDict({"train": table, "test": table}).save_to_disk(str(tmp_path / "hf"))
+    ds = dd.load_hf_domains({"path": str(tmp_path / "hf")}, _ctx(tmp_path))
+    assert ds.classes == ["cat", "dog"]
+    sk = ds.domains["sketch"]["test"]
+    assert sk.labels.tolist() == [0, 1] and sk.captions == [None, "dog"]
+    assert sk.refs[1].load().getpixel((0, 0)) == (120, 0, 0)
+    assert sk.refs[0].key != sk.refs[1].key
+
+
+# ----------------------------------------------------------------------------- synthetic
+@pytest.fixture(scope="module")
+def synth():
+    return sd.build(per_class={"train": 6, "val": 2, "test": 3}, seed=0)
+
+
+def test_synthetic_domains_are_the_world_styles_and_classes_the_shapes(synth):
+    assert list(synth.domains) == list(STYLES) and synth.classes == list(SHAPES)
+    for dom, splits in synth.domains.items():
+        assert {k: len(v) for k, v in splits.items()} == {"train": 48, "val": 16, "test": 24}
+        for split in splits.values():
+            for item_id, lab in zip(split.ids, split.labels):
+                scene = synth.meta["scenes"][item_id]
+                assert scene.style == dom and scene.objects[0].shape == synth.classes[lab]
+
+
+def test_synthetic_caption_qualities_mean_what_they_say(synth):
+    seen = set()
+    for splits in synth.domains.values():
+        for split in splits.values():
+            for item_id, lab, cap, q in zip(split.ids, split.labels, split.captions, split.quality):
+                seen.add(q)
+                true = synth.classes[lab]
+                named = [s for s in SHAPES if re.search(rf"\b{s}\b", cap)]
+                if q == "full":
+                    assert named == [true]
+                elif q == "partial":
+                    assert named == [] and "object" in cap
+                elif q == "wrong":
+                    assert len(named) == 1 and named[0] != true
+                else:
+                    assert named == [synth.meta["caption_scenes"][item_id].objects[0].shape]
+    assert seen == set(sd.QUALITIES)
+
+
+def test_synthetic_is_deterministic_and_domains_independent():
+    a = sd.build(domains=("flat", "photo"), per_class={"train": 2, "val": 1, "test": 1}, seed=3)
+    b = sd.build(domains=("photo",), per_class={"train": 2, "val": 1, "test": 1}, seed=3)
+    assert a.domains["photo"]["train"].captions == b.domains["photo"]["train"].captions
+    assert [r.key for r in a.domains["photo"]["test"].refs] == [r.key for r in b.domains["photo"]["test"].refs]
+    c = sd.build(domains=("photo",), per_class={"train": 2, "val": 1, "test": 1}, seed=4)
+    assert c.domains["photo"]["train"].captions != b.domains["photo"]["train"].captions
+
+
+def test_synthetic_quality_mix_is_respected():
+    ds = sd.build(domains=("flat",), per_class={"train": 50, "val": 0, "test": 0},
+                  caption_quality={"full": 1.0, "unrelated": 1.0}, seed=0)
+    q = np.array(ds.domains["flat"]["train"].quality)
+    assert set(q) == {"full", "unrelated"} and 0.35 < (q == "full").mean() < 0.65
+    with pytest.raises(ValueError, match="caption_quality"):
+        sd.build(domains=("flat",), caption_quality={"great": 1.0})
+
+
+# ----------------------------------------------------------------------------- task files
+def test_task_files_parse_with_known_options_and_real_ones_skip_with_instructions(tmp_path, monkeypatch):
+    from ctxbench.families import domain_adaptation as da
+    from ctxbench.taskspec import parse_task
+
+    monkeypatch.setenv("CTXBENCH_DATA", str(tmp_path / "empty"))
+    loaders = {spec.name: spec for spec in da.ctxbench_dataset_loaders()}
+    names = set()
+    for path in sorted(TASKS.glob("*.yaml")):
+        task = parse_task(path)
+        names.add(task.name)
+        assert task.family == "domain_adaptation"
+        assert set(task.protocol) <= set(da.PROTOCOL_DEFAULTS)
+        spec = loaders[task.loader]
+        assert set(task.options) <= set(spec.options)
+        if task.loader != "synthetic_domain":
+            with pytest.raises(DataNotFound, match="Get "):
+                spec.load(task.options, LoadContext(task.name, path))
+    assert {"domain_adaptation_synthetic", "geoimnet_usa_asia", "geoimnet_asia_usa", "geoplaces_usa_asia",
+            "geoplaces_asia_usa", "domainnet_all_pairs"} <= names
