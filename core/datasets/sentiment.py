@@ -88,14 +88,18 @@ class SentimentDataset:
 
     @property
     def field_names(self) -> tuple[str, ...]:
-        return ("objects", *self.text)
+        """Built-in fields (always present, possibly all missing) and extra text fields."""
+        return (*META_FIELDS, *[f for f in self.text if f not in META_FIELDS])
 
     def field_values(self, name: str) -> list:
+        """Per-item values of a metadata field (None = missing)."""
         if name == "objects":
-            return self.objects
-        if name not in self.text:
-            raise KeyError(name)
-        return self.text[name]
+            return self.objects or [None] * len(self)
+        if name in self.text:
+            return self.text[name]
+        if name in META_FIELDS:
+            return [None] * len(self)
+        raise KeyError(name)
 
     def subset(self, idx: np.ndarray) -> "SentimentDataset":
         """Items ``idx`` (own splits are re-indexed, items outside dropped)."""
@@ -295,7 +299,8 @@ class _Rows:
         self.dists.append(dist)
         for f in self.text_fields:
             self.text[f].append(_text(meta.get(f), f, where))
-        self.objects.append(parse_tags(meta.get("tags"), self.threshold, where))
+        tags = meta.get("tags") if meta.get("tags") is not None else meta.get("objects")
+        self.objects.append(parse_tags(tags, self.threshold, where))
         self.split_names.append(split)
 
     def build(self, name: str, source: str, meta: dict) -> SentimentDataset:
@@ -339,11 +344,15 @@ FI_INSTRUCTIONS = (
     "Request it from the authors, unpack it so that {root}/<emotion>/<image> holds the 8 folders "
     "amusement, anger, awe, contentment, disgust, excitement, fear, sadness, or set "
     "CTXBENCH_DATA to the folder holding 'fi/'. For the metadata fusion protocol also place "
-    "a sidecar JSONL (one line per image: {{\"image\": \"amusement/x.jpg\", \"caption\": ..., "
-    "\"tags\": [[\"dog\", 0.93], ...], \"scene\": ...}}) at {metadata}: SentiFormer's processed "
+    "a sidecar JSONL (one line per image: {\"image\": \"amusement/x.jpg\", \"caption\": ..., "
+    "\"tags\": [[\"dog\", 0.93], ...], \"scene\": ...}) at {metadata}: SentiFormer's processed "
     "metadata (BLIP captions, detector tags, Places365 scenes) are linked from the SentiFormer "
     "code README (https://drive.google.com/drive/folders/1d5Qwr7pur6t50p5KgJFk7aLArlFmrdHI), or "
     "generate your own with any captioner/detector/scene classifier.")
+
+
+def _instructions(text: str, root: Path, metadata: Path | None) -> str:
+    return text.replace("{root}", str(root)).replace("{metadata}", str(metadata or root / "metadata.jsonl"))
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
@@ -378,32 +387,51 @@ def read_sidecar(path: Path, root: Path) -> dict[Path, tuple[str, dict]]:
 
 def load_folders(root: str | Path, classes: Iterable[str] | None = None,
                  metadata: str | Path | None = None, tag_threshold: float = DEFAULT_TAG_THRESHOLD,
-                 text_fields: Iterable[str] = (), polarity: bool = False,
-                 name: str = "fi", instructions: str = FI_INSTRUCTIONS) -> SentimentDataset:
-    """One folder per class under ``root`` (FI's layout); optional sidecar metadata."""
+                 text_fields: Iterable[str] = (), polarity: bool = False, name: str = "fi",
+                 instructions: str = FI_INSTRUCTIONS, layout: str = "folders") -> SentimentDataset:
+    """Images by class under ``root``: ``layout="folders"`` (FI: ``<root>/<class>/*``) or
+    ``layout="prefix"`` (one flat folder, the class is the file name up to the first
+    ``_``, e.g. ``amusement_0012.jpg``). Optional sidecar metadata (module docstring)."""
     root = Path(root).expanduser()
     classes = _resolve_classes(classes)
     meta_path = Path(metadata).expanduser() if metadata else None
+    if layout not in ("folders", "prefix"):
+        raise DatasetFormatError(f"dataset.options.layout = {layout!r}; use 'folders' or 'prefix'")
     if not root.is_dir():
-        raise DataNotFound(f"{name}: folder {root} not found. " +
-                           instructions.format(root=root, metadata=meta_path or root / "metadata.jsonl"))
-    rows = _Rows(classes, tag_threshold, text_fields)
+        raise DataNotFound(f"{name}: folder {root} not found. " + _instructions(instructions, root, meta_path))
     if meta_path and not meta_path.is_file():
         raise DataNotFound(f"{name}: metadata sidecar {meta_path} not found. " +
-                           instructions.format(root=root, metadata=meta_path))
+                           _instructions(instructions, root, meta_path))
     sidecar = read_sidecar(meta_path, root) if meta_path else {}
+
+    def images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+    if layout == "folders":
+        by_class = []
+        for cls in classes:
+            folder = root / cls
+            if not folder.is_dir():
+                raise DatasetFormatError(f"{root}: class folder '{cls}' is missing; expected one folder "
+                                         f"per class: {list(classes)}")
+            by_class.append(images_in(folder))
+    else:
+        lookup = {c.lower(): k for k, c in enumerate(classes)}
+        by_class = [[] for _ in classes]
+        for path in images_in(root):
+            prefix = path.name.split("_", 1)[0].lower()
+            if prefix not in lookup:
+                raise DatasetFormatError(f"{path}: file name does not start with a class name and '_' "
+                                         f"(classes: {list(classes)}); rename it or use layout: folders")
+            by_class[lookup[prefix]].append(path)
+    rows = _Rows(classes, tag_threshold, text_fields)
     used = 0
-    for k, cls in enumerate(classes):
-        folder = root / cls
-        if not folder.is_dir():
-            raise DatasetFormatError(f"{root}: class folder '{cls}' is missing; expected one folder "
-                                     f"per class: {list(classes)}")
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    for k, files in enumerate(by_class):
         if not files:
-            raise DatasetFormatError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise DatasetFormatError(f"{root}: no images of class '{classes[k]}' "
+                                     f"({', '.join(IMAGE_EXTENSIONS)})")
         for path in files:
-            path = safe_path(root, str(path.relative_to(root)), f"{folder}")
+            path = safe_path(root, str(path.relative_to(root)), str(path))
             where, row = sidecar.get(path, (str(path), {}))
             used += path in sidecar
             rows.add_parsed(ImageRef.from_path(path), k, None, row, where)
@@ -450,8 +478,6 @@ def load_manifest(path: str | Path, root: str | Path | None = None,
             raise DatasetFormatError(f"{where}: image {row['image']!r} is listed twice (first at "
                                      f"{seen[image]})")
         seen[image] = where
-        if "tags" not in row and "objects" in row:
-            row = {**row, "tags": row["objects"]}
         rows.add(ImageRef.from_path(image), row, where)
     ds = rows.build(name or path.stem, str(path), {"tag_threshold": float(tag_threshold),
                                                    "image_root": str(root)})
@@ -463,13 +489,17 @@ HF_SPLITS = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
              "test": ("test",)}
 
 
-def _hub_cached(repo_id: str) -> bool:
-    """Whether a hub dataset id has anything in the local caches (hub and datasets)."""
+def _hub_cache_dir() -> Path:
     try:
         from huggingface_hub import constants as hub_constants
-        hub_cache = Path(hub_constants.HF_HUB_CACHE)
+        return Path(hub_constants.HF_HUB_CACHE).expanduser().resolve()
     except Exception:  # pragma: no cover - huggingface_hub always ships with datasets
-        hub_cache = Path("~/.cache/huggingface/hub").expanduser()
+        return Path("~/.cache/huggingface/hub").expanduser().resolve()
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether a hub dataset id has anything in the local caches (hub and datasets)."""
+    hub_cache = _hub_cache_dir()
     try:
         import datasets.config as ds_config
         ds_cache = Path(ds_config.HF_DATASETS_CACHE)
@@ -496,7 +526,7 @@ def _hf_open(path: str, config: str | None, revision: str | None):
             obj = datasets.load_from_disk(str(local))
         else:
             obj = datasets.load_dataset(str(local), config)
-        return (obj if isinstance(obj, datasets.DatasetDict) else {"test": obj}), local.resolve()
+        return (obj if isinstance(obj, datasets.DatasetDict) else {"all": obj}), local.resolve()
     looks_like_id = path.count("/") <= 1 and not path.startswith((".", "~", "/"))
     if not looks_like_id:
         raise DataNotFound(f"Hugging Face dataset folder {local} not found; put the dataset there "
@@ -517,7 +547,7 @@ def _hf_open(path: str, config: str | None, revision: str | None):
             raise DataNotFound(f"Hugging Face dataset '{path}' could not be loaded ({exc}). {how}") from None
         raise
     cache_root = None
-    return (obj if isinstance(obj, datasets.DatasetDict) else {"test": obj}), cache_root
+    return (obj if isinstance(obj, datasets.DatasetDict) else {"all": obj}), cache_root
 
 
 def _hf_image_ref(value: Any, where: str, allowed_roots: list[Path]) -> ImageRef:
@@ -558,22 +588,22 @@ def load_hf(path: str, image_column: str = "image", label_column: str | None = "
     import datasets
 
     dd, local_root = _hf_open(str(path), config, revision)
-    names = dict(splits or {})
-    for ours, theirs in HF_SPLITS.items():
-        if ours not in names:
-            names[ours] = next((t for t in theirs if t in dd), None)
-    chosen = {ours: theirs for ours, theirs in names.items() if theirs is not None}
+    if splits:
+        bad = [k for k in splits if k not in HF_SPLITS]
+        if bad:
+            raise DatasetFormatError(f"dataset.options.splits: keys {bad}; use train, val and test")
+        chosen = {ours: theirs for ours, theirs in splits.items() if theirs is not None}
+    elif len(dd) == 1:
+        chosen = {"_all": next(iter(dd))}        # one split: un-split data
+    else:
+        chosen = {ours: next((t for t in theirs if t in dd), None) for ours, theirs in HF_SPLITS.items()}
+        chosen = {k: v for k, v in chosen.items() if v is not None}
     unknown = [t for t in chosen.values() if t not in dd]
     if unknown:
         raise DatasetFormatError(f"{path}: splits {unknown} not found; available: {list(dd)}")
-    if not chosen:
-        if len(dd) != 1:
-            raise DatasetFormatError(f"{path}: cannot tell train/val/test apart among splits {list(dd)}; "
-                                     "set dataset.options.splits, e.g. {train: train, test: test}")
-        only = next(iter(dd))
-        chosen = {"_all": only}
-    elif "test" not in chosen:
-        raise DatasetFormatError(f"{path}: no test split among {list(dd)}; set dataset.options.splits")
+    if "_all" not in chosen and "test" not in chosen:
+        raise DatasetFormatError(f"{path}: cannot find a test split among {list(dd)}; set "
+                                 "dataset.options.splits, e.g. {train: train, test: test}")
     first = dd[next(iter(chosen.values()))]
     for col in [image_column, label_column, distribution_column, caption_column, scene_column,
                 tags_column, *(text_columns or {}).values()]:
@@ -586,7 +616,9 @@ def load_hf(path: str, image_column: str = "image", label_column: str | None = "
     if classes is None and isinstance(feature, datasets.ClassLabel):
         classes = feature.names
     classes = _resolve_classes(classes)
-    allowed = [r for r in (local_root, Path(datasets.config.HF_DATASETS_CACHE).resolve()) if r]
+    allowed = [r for r in (local_root, Path(datasets.config.HF_DATASETS_CACHE).resolve(),
+                           _hub_cache_dir()) if r]
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     rename = {"caption": caption_column, "scene": scene_column, "tags": tags_column,
               **(text_columns or {})}
     rows = _Rows(classes, tag_threshold, [k for k in (text_columns or {})])
@@ -597,7 +629,10 @@ def load_hf(path: str, image_column: str = "image", label_column: str | None = "
             where = f"{path}[{theirs}] row {i}"
             row = {k: columns[v][i] for k, v in rename.items() if v}
             if label_column:
-                row["label"] = columns[label_column][i]
+                value = columns[label_column][i]
+                # ClassLabel ints -> names, so a 'classes' option in another order still maps right
+                row["label"] = names[value] if names is not None and isinstance(value, int) \
+                    and 0 <= value < len(names) else value
             if distribution_column:
                 row["distribution"] = columns[distribution_column][i]
             if ours != "_all":

@@ -78,7 +78,7 @@ def build(n_per_class: int = 50, seed: int = 0, size: int = 64, caption_reliabil
         raise ValueError("dataset.options.n_per_class must be at least 3 (train/val/test per class)")
     rng = world.rng_for(PURPOSE, int(seed))
     emotions = FI_EMOTIONS
-    images, labels, captions, scenes, objects, scene_params = [], [], [], [], [], []
+    images, labels, captions, scenes, objects, scene_list = [], [], [], [], [], []
     for k in np.repeat(np.arange(len(emotions)), int(n_per_class)):
         emotion = emotions[k]
         positive = emotion in POSITIVE_EMOTIONS
@@ -86,7 +86,7 @@ def build(n_per_class: int = 50, seed: int = 0, size: int = 64, caption_reliabil
             positive = not positive
         scene = _scene(rng, emotion, POSITIVE_LOOK if positive else NEGATIVE_LOOK, shape_reliability)
         images.append(world.scene_ref(scene, size))
-        scene_params.append(scene.params_key())
+        scene_list.append(scene)
         labels.append(int(k))
         mood = emotion if rng.random() < caption_reliability else emotions[int(rng.integers(8))]
         captions.append(None if rng.random() < missing_rate
@@ -107,5 +107,6 @@ def build(n_per_class: int = 50, seed: int = 0, size: int = 64, caption_reliabil
               "reliability": {"caption": caption_reliability, "tags": tag_reliability,
                               "scene": 0.0, "image_polarity": polarity_reliability,
                               "image_signature_shape": shape_reliability},
-              "missing_rate": missing_rate, "tag_threshold": float(tag_threshold)})
+              "missing_rate": missing_rate, "tag_threshold": float(tag_threshold),
+              "scenes": tuple(scene_list)})   # the generator's scenes (for oracle tests)
     return to_polarity(ds) if polarity else ds
