@@ -82,6 +82,7 @@ class DataReport:
     issues: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)     # problem kind -> rows
     filtered: dict[str, int] = field(default_factory=dict)   # deliberate filters -> rows
+    notes: list[str] = field(default_factory=list)            # how missing optional files were handled
     strict: bool = False
 
     def add(self, file: str | Path, line: int | None, kind: str, problem: str, action: str) -> None:
@@ -110,7 +111,7 @@ class DataReport:
     def to_json(self) -> dict[str, Any]:
         return {"n_issues": self.n_issues, "by_kind": dict(self.counts),
                 "issues": list(self.issues), "issues_listed": len(self.issues),
-                "filtered": dict(self.filtered)}
+                "filtered": dict(self.filtered), "notes": list(self.notes)}
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -409,7 +410,8 @@ def load_ava(options: dict[str, Any], ctx) -> AestheticsDataset:
                                  f"'datasets', got {source!r}")
     if tag_names is None:
         tag_names = {int(t): f"tag {int(t)}" for t in np.unique(table.tags[table.tags > 0])}
-        report.filter("tags.txt not found: tags named 'tag <id>'", 1)
+        report.notes.append(f"no tag list ({tags_file!r} not found under {root}): tags are "
+                            f"named 'tag <id>'")
 
     tags, has_tag = filter_rare_tags(table.tags, int(options.get("min_tag_images", 0)), report)
     split = np.full(len(table.ids), "", dtype=object)
@@ -493,8 +495,7 @@ def _official_split(root: Path, options, ids: list[str], split: np.ndarray,
 
 def _ava_hf(root: Path, options: dict[str, Any], tag_names, report: DataReport):
     """The ``datasets`` source: a Hugging Face table with configurable column names."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import datasets as hfd
+    import datasets as hfd   # local folders only: nothing is fetched from the hub
 
     if "hf_path" not in options:
         raise DatasetFormatError("source: datasets needs dataset.options.hf_path (a save_to_disk "

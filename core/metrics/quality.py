@@ -39,8 +39,6 @@ Fig. 3):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 DEFAULT_BINS = 10
@@ -173,7 +171,9 @@ def smooth(p, eps: float = DEFAULT_KL_EPS) -> np.ndarray:
 def kl_divergence(p_true, q_pred, eps: float = DEFAULT_KL_EPS) -> np.ndarray | float:
     """``KL(p_true || q_pred)`` in nats along the last axis, both epsilon-smoothed."""
     p, q = smooth(p_true, eps), smooth(q_pred, eps)
-    out = (p * np.log(p / q)).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):   # 0 log 0 = 0; p > 0 = q -> inf
+        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / q), 0.0)
+    out = terms.sum(axis=-1)
     return float(out) if out.ndim == 0 else out
 
 
@@ -243,8 +243,3 @@ def definitions(n_bins: int, lo: float, hi: float, eps: float, r: float) -> dict
         "NIMA_EMD": f"mean per-image EMD (r={r:g}) between predicted and true 10-bin vote "
                     f"distributions (NIMA Eq. 1)",
     }
-
-
-def finite_or_nan(x) -> float:
-    x = float(x)
-    return x if math.isfinite(x) else float("nan")
