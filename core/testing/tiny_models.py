@@ -112,7 +112,8 @@ def build_clip(path: str | Path, kind: str = "clip", image_size: int = 32,
         tokenizer = _fast(tok, eos_token=eos, pad_token=pad, unk_token=eos, model_max_length=16)
         text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                     num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16,
-                    pad_token_id=tok.token_to_id(pad), eos_token_id=tok.token_to_id(eos))
+                    pad_token_id=tok.token_to_id(pad), bos_token_id=tok.token_to_id(eos),
+                    eos_token_id=tok.token_to_id(eos))
         vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=2, image_size=image_size, patch_size=8)
         model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
@@ -183,7 +184,7 @@ def build_text_encoder(path: str | Path, arch: str = "bert", seed: int = 0) -> P
         model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32,
                                      num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=64,
-                                     pad_token_id=0), add_pooling_layer=False)
+                                     pad_token_id=0), add_pooling_layer=True)
         pooling = {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True,
                    "pooling_mode_cls_token": False, "pooling_mode_lasttoken": False}
     elif arch == "qwen3":
@@ -281,7 +282,7 @@ def build_vlm(path: str | Path, family: str = "llava", seed: int = 0) -> Path:
                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                      "mrope_section": [2, 3, 3]},
                     pad_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                    **text_common)
+                    bos_token_id=ids["<|endoftext|>"], **text_common)
         config = Qwen2VLConfig(
             text_config=text,
             vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2,

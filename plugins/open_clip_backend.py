@@ -1,0 +1,226 @@
+"""`open_clip`: OpenCLIP models (Cherti et al. 2023; github.com/mlfoundations/open_clip).
+
+Loading is open_clip's own: ``open_clip.create_model_and_transforms(arch,
+pretrained=...)`` with its validation preprocessing, and
+``open_clip.get_tokenizer(arch)``. Features are L2-normalised
+(``encode_image/encode_text(normalize=True)``), as CLIP compares them by cosine.
+
+Args (``--backend-arg key=value``):
+
+- ``arch``: an open_clip architecture (``open_clip.list_models()``), e.g. ViT-H-14.
+- ``pretrained``: a pretrained tag of that architecture
+  (``open_clip.list_pretrained_tags_by_model(arch)``, e.g. laion2b_s32b_b79k) or a
+  local checkpoint file (a ``torch.save``-d state dict, ``.pt``/``.bin``/``.pth``,
+  or ``.safetensors``). Required: random weights are refused.
+- ``model_config``: a JSON architecture config (``embed_dim``, ``vision_cfg``,
+  ``text_cfg``), registered with ``open_clip.add_model_config``; its file stem is
+  the architecture name, so a user's own architecture (and the small model
+  shipped with ctxbench) loads through exactly this path.
+- ``dtype``: auto/fp32/bf16/fp16 (bf16/fp16 cast the whole model, open_clip's
+  "pure_" precisions).
+- ``context_fusion`` (none/late) and ``fusion_weight``: the late-fusion fallback of
+  :func:`ctxbench_plugins.hf_common.late_fuse`; it changes the fingerprint and sets
+  ``capabilities.context_method = "late_fusion"``. CLIP itself takes no context.
+
+A pretrained tag whose weights are already in the local Hugging Face (or
+``~/.cache/clip``) cache is loaded from there without touching the network; one
+that is not fails at once when offline (see hf_common).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.hookspecs import hookimpl
+
+from . import hf_common as hc
+
+HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_PRECISION = {torch.float32: "fp32", torch.bfloat16: "pure_bf16", torch.float16: "pure_fp16"}
+
+
+def register_config(model_config: str | os.PathLike, arch: str | None) -> str:
+    """Validate a JSON architecture config and register it; returns the arch name."""
+    import open_clip
+
+    path = Path(model_config).expanduser()
+    if not path.is_file():
+        raise hc.ModelLoadError(f"model_config={str(model_config)!r}: no such file "
+                                f"(give the path of an open_clip architecture JSON)")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise hc.ModelLoadError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise hc.ModelLoadError(f"{path}: expected a JSON object with embed_dim, vision_cfg, text_cfg")
+    for key, kind in (("embed_dim", int), ("vision_cfg", dict), ("text_cfg", dict)):
+        if not isinstance(cfg.get(key), kind):
+            raise hc.ModelLoadError(f"{path}: field '{key}' is missing or not {kind.__name__} "
+                                    f"(an open_clip config has embed_dim, vision_cfg, text_cfg)")
+    if arch is not None and arch != path.stem:
+        raise hc.ModelLoadError(f"arch={arch!r} but model_config registers the architecture "
+                                f"{path.stem!r} (open_clip names a config after its file); "
+                                f"drop arch or rename the file to {arch}.json")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+def _cached_tag_weights(cfg: dict) -> tuple[Path | None, str]:
+    """(local weights file if cached, identity) for a pretrained-tag config."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = os.path.split(hub)   # "org/name/" -> default file names
+        names = [filename[:-4] + ".safetensors", filename] if filename.endswith((".bin", ".pth")) \
+            else ([filename] if filename else list(HF_WEIGHT_NAMES))
+        for name in names:
+            found = hc.cached_file(repo, name)
+            if found is not None:
+                return found, f"hub:{repo}@{found.parent.name}/{name}"
+        return None, f"hub:{repo}"
+    url = cfg.get("url", "")
+    if url:
+        local = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        return (local if local.is_file() else None), f"url:{os.path.basename(url)}"
+    return None, "unknown"
+
+
+class OpenClipBackend:
+    def __init__(self, arch: str | None = None, pretrained: str | None = None,
+                 model_config: str | None = None, dtype: str = "auto", device: str = "cpu",
+                 context_fusion: str = "none", fusion_weight: float = 0.5, min_vocab: int = 1000):
+        import open_clip
+
+        self.device = device
+        self.dtype = hc.parse_dtype(dtype, device)
+        self.fusion, self.fusion_weight = hc.parse_fusion(context_fusion, fusion_weight)
+        config_ident = ""
+        if model_config is not None:
+            arch = register_config(model_config, arch)
+            config_ident = f":cfg=sha256:{hc.file_hash(Path(model_config).expanduser())[:16]}"
+        if not arch:
+            raise hc.ModelLoadError("open_clip needs --backend-arg arch=<architecture> (see "
+                                    "open_clip.list_models()) or model_config=<arch>.json")
+        if arch not in open_clip.list_models():
+            from ctxbench.registry import close_matches
+            near = close_matches(arch, open_clip.list_models())
+            raise hc.ModelLoadError(f"arch={arch!r} is not an open_clip architecture"
+                                    + (f" (did you mean {', '.join(near)}?)" if near else "")
+                                    + "; pass model_config=<path.json> for your own")
+        if not pretrained:
+            raise hc.ModelLoadError(
+                f"open_clip arch={arch}: pass --backend-arg pretrained=<tag or checkpoint file>; "
+                f"tags for {arch}: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'} "
+                f"(random weights are refused: they would give meaningless scores)")
+        extra: dict = {}
+        ckpt = Path(str(pretrained)).expanduser()
+        if ckpt.is_file():
+            weights, ident = str(ckpt), f"file:{ckpt.name}@sha256:{hc.file_hash(ckpt)[:16]}"
+        elif ckpt.exists() or "/" in str(pretrained) or str(pretrained).endswith(
+                (".pt", ".pth", ".bin", ".safetensors")):
+            raise hc.ModelLoadError(f"pretrained={pretrained!r}: no such checkpoint file "
+                                    f"(give a file path, or a tag of {arch})")
+        else:
+            cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+            if not cfg:
+                tags = open_clip.list_pretrained_tags_by_model(arch)
+                raise hc.ModelLoadError(f"pretrained={pretrained!r} is not a tag of {arch} "
+                                        f"(tags: {', '.join(tags) or 'none'}); or give a checkpoint path")
+            local, where = _cached_tag_weights(cfg)
+            # a tag's preprocessing and activation come from its pretrained config
+            extra = {"force_quick_gelu": bool(cfg.get("quick_gelu", False)),
+                     "image_mean": cfg.get("mean"), "image_std": cfg.get("std"),
+                     "image_interpolation": cfg.get("interpolation"),
+                     "image_resize_mode": cfg.get("resize_mode")}
+            extra = {k: v for k, v in extra.items() if v is not None}
+            if local is None:
+                hc.require_download_allowed(
+                    f"open_clip weights {arch}/{pretrained} ({where})",
+                    download=(f"`hf download {where[4:]}`" if where.startswith("hub:") else
+                              f"run once with network: open_clip.create_model('{arch}', "
+                              f"pretrained='{pretrained}')"),
+                    local_hint="--backend-arg pretrained=/path/to/checkpoint.safetensors")
+                weights = pretrained
+            else:
+                weights = str(local)
+            ident = f"tag:{pretrained}@{where}"
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=weights, precision=_PRECISION[self.dtype], device=device, **extra)
+        except RuntimeError as exc:
+            raise hc.ModelLoadError(f"open_clip arch={arch} pretrained={pretrained}: the checkpoint "
+                                    f"does not match the architecture: {exc}") from exc
+        self.model = model.eval()
+        self.preprocess = preprocess
+        try:
+            self.tokenizer = open_clip.get_tokenizer(arch)
+        except OSError as exc:
+            raise hc.ModelLoadError(f"open_clip arch={arch}: cannot load its tokenizer ({exc}); "
+                                    f"its text_cfg names a Hugging Face tokenizer that must be in "
+                                    f"the local cache when offline") from exc
+        self._check_tokenizer(f"open_clip arch={arch}", min_vocab)
+        self.arch, self.ident, self.config_ident = arch, ident, config_ident
+        late = self.fusion == "late"
+        self.capabilities = Capabilities(image_context=late, text_context=late, normalized=True,
+                                         context_method="late_fusion" if late else "none")
+
+    def _check_tokenizer(self, where: str, min_vocab: int) -> None:
+        tok = self.tokenizer
+        hf = getattr(tok, "tokenizer", None)
+        if hf is not None and hasattr(hf, "decode"):   # open_clip.tokenizer.HFTokenizer
+            hc.check_tokenizer(hf, where, min_vocab)
+        elif hasattr(tok, "encode") and hasattr(tok, "decode") and hasattr(tok, "vocab_size"):
+            hc.check_round_trip(tok.encode, tok.decode, int(tok.vocab_size), where, min_vocab)
+        else:
+            raise hc.TokenizerSanityError(f"{where}: unsupported tokenizer {type(tok).__name__} "
+                                          f"(cannot check it; no encode/decode)")
+
+    def fingerprint(self) -> str:
+        fp = (f"open_clip:v{hc.PLUGIN_VERSION}:arch={self.arch}{self.config_ident}:{self.ident}"
+              f":{hc.dtype_name(self.dtype)}")
+        if self.fusion == "late":
+            fp += f":late_fusion(w={self.fusion_weight:g})"
+        return fp
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(texts)).to(hc.input_device(self.model))
+        return self.model.encode_text(tokens)
+
+    def _image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        pixels = torch.stack([self.preprocess(im) for im in images])  # PIL transforms: per image
+        return self.model.encode_image(pixels.to(hc.input_device(self.model), self.dtype))
+
+    def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
+        with torch.inference_mode():
+            emb = self._image_features(images)
+            if self.fusion == "late":
+                return hc.late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
+            return hc.l2_normalize(emb).cpu()
+
+    def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
+        with torch.inference_mode():
+            emb = self._text_features(texts)
+            if self.fusion == "late":
+                return hc.late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
+            return hc.l2_normalize(emb).cpu()
+
+
+def make_open_clip(device: str = "cpu", **args) -> OpenClipBackend:
+    return OpenClipBackend(device=device, **args)
+
+
+@hookimpl
+def ctxbench_backends():
+    return [BackendSpec(
+        name="open_clip",
+        factory=make_open_clip,
+        description="OpenCLIP model; args: arch, pretrained=<tag|checkpoint>, model_config=<arch.json>, "
+                    "dtype, context_fusion=none|late, fusion_weight",
+        default_batch_size=64,
+    )]
