@@ -8,6 +8,11 @@ Evaluators never call a backend directly. They call ``images``, ``texts`` or
    remembering the size that worked),
 4. checks each batch (shape [n, D], floating dtype, finite values, one D for the
    backend) and writes it to the cache in crash-safe segments.
+
+With ``data_parallel=True`` and a ``torch.distributed`` group of W > 1 ranks, step 3
+is shared: rank r encodes the missing items r, r+W, ..., caches them, and the rows
+are all-gathered and put back in order (see distributed.py), so every rank gets
+the tensor a single process would have computed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .backend import Backend, Capabilities
 from .cache import BackendCache, entry_key
 from .errors import BackendOutputError, CapabilityError
@@ -43,8 +49,10 @@ def _is_oom(exc: BaseException) -> bool:
 
 class CachedEncoder:
     def __init__(self, backend: Backend, cache: BackendCache | None, batch_size: int = 32,
-                 progress: bool = True, label: str = "backend", flush_rows: int = FLUSH_ROWS):
+                 progress: bool = True, label: str = "backend", flush_rows: int = FLUSH_ROWS,
+                 data_parallel: bool = False):
         self.backend = backend
+        self.data_parallel = data_parallel  # opt-in: share misses over torch.distributed ranks
         self.cache = cache
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
@@ -126,6 +134,9 @@ class CachedEncoder:
                 missing.append(i)
         if in_cache:
             found.update(zip(in_cache, self.cache.get_many(in_cache)))
+        if self.data_parallel and first and distributed.active_world() is not None:
+            self._encode_shared(kind, keys, items, contexts, call, first, found)
+            return torch.from_numpy(np.stack([found[k] for k in keys]))
         self.stats["cache_hits"] += len(found)
         if missing:
             found.update(self._run_batches(kind, [keys[i] for i in missing],
@@ -134,6 +145,31 @@ class CachedEncoder:
         if n == 0:
             return torch.zeros(0, self.dim or 0)
         return torch.from_numpy(np.stack([found[k] for k in keys]))
+
+    def _encode_shared(self, kind, keys, items, contexts, call, first: dict[str, int],
+                       found: dict[str, np.ndarray]) -> None:
+        """The data-parallel miss path: fills ``found`` with every unique key."""
+        unique = list(first)
+        missing_local = np.fromiter((k not in found for k in unique), dtype=bool, count=len(unique))
+
+        def encode(positions: np.ndarray) -> np.ndarray:
+            idx = [first[unique[p]] for p in positions.tolist()]
+            out = self._run_batches(kind, [keys[i] for i in idx], [items[i] for i in idx],
+                                    [contexts[i] for i in idx], call)
+            return np.stack([out[keys[i]] for i in idx])
+
+        positions, rows, own = distributed.encode_data_parallel(unique, missing_local, self.dim, encode)
+        if len(positions):
+            if self.dim is None:
+                self.dim = int(rows.shape[1])
+            elif rows.shape[1] != self.dim:
+                raise BackendOutputError(f"{self.label}: ranks returned dimension {rows.shape[1]}, "
+                                         f"but earlier batches had {self.dim}")
+        encoded = [unique[p] for p in positions.tolist()]
+        found.update(zip(encoded, rows))
+        # rows computed by other ranks: kept in memory so later calls agree on what is missing
+        self._memory.update((k, r) for k, r, o in zip(encoded, rows, own.tolist()) if not o)
+        self.stats["cache_hits"] += len(unique) - len(positions)
 
     def _run_batches(self, kind, keys, items, contexts, call) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

@@ -7,6 +7,16 @@ real data is absent is recorded as skipped with instructions; a cell whose
 valid result already exists is reused (``rerun=False``), so an interrupted run
 resumes where it stopped, and the embedding cache means finished encodings are
 never recomputed.
+
+Dataset revision: a result records ``versions["dataset_revision"]``, taken from
+the loaded dataset's ``dataset_revision`` attribute if it has one, else from a
+``revision`` key in the task's dataset options (which is also part of the task
+hash, hence of the cell id). An existing result whose recorded revision differs
+from the dataset's current one is recomputed, not reused.
+
+Launchers (launchers.py) drive the same code: ``Runner.run`` on a shard of the
+cells, or :class:`BackendSession` (one loaded backend, cells run one at a time)
+inside a Ray actor, with ``write_results=False`` so that the driver writes.
 """
 
 from __future__ import annotations
@@ -20,7 +30,8 @@ from typing import Any, Callable
 
 from .atomic import write_json
 from .cache import EmbeddingCache
-from .cell import CellSpec
+from . import distributed
+from .cell import CellSpec, backend_label
 from .encoder import CachedEncoder
 from .errors import CtxbenchError, DataNotFound
 from .families.base import EvalRequest
@@ -43,6 +54,9 @@ class RunOptions:
     rerun: bool = False
     progress: bool = True
     flush_rows: int = 1024            # cache segment size: work lost to a SIGKILL is bounded by it
+    data_parallel: bool = False       # share encoding over torch.distributed ranks (distributed.py)
+    write_results: bool = True        # False: compute only (non-zero data-parallel ranks, Ray workers)
+    manifest_name: str = "manifest.json"  # relative to output_dir; shards get one each
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -65,6 +79,7 @@ class Runner:
                 for b, args in backends for t in tasks]
 
     def _existing(self, cell: CellSpec, task: TaskSpec) -> CellResult | None:
+        """The valid result of ``cell`` if one exists (status ok, same dataset revision)."""
         if self.opt.rerun:
             return None
         path = Path(self.opt.output_dir) / task.name / f"{cell.cell_id}.json"
@@ -74,7 +89,36 @@ class Runner:
             result = read_result(path)
         except CtxbenchError:
             return None
-        return result if result.status == "ok" else None
+        if result.status != "ok":
+            return None
+        recorded = result.versions.get("dataset_revision")
+        if recorded is not None:
+            try:
+                current = self.dataset_revision(task, self._dataset(task))
+            except Exception:
+                return None  # the cell will run and record why the dataset failed
+            if current != recorded:
+                self.opt.log(f"[ctxbench] {cell.label} x {task.name}: dataset revision changed "
+                             f"({recorded} -> {current}), recomputing")
+                return None
+        return result
+
+    @staticmethod
+    def dataset_revision(task: TaskSpec, dataset: Any) -> str | None:
+        """``dataset.dataset_revision`` if the loader sets it, else ``options['revision']``."""
+        rev = getattr(dataset, "dataset_revision", None)
+        if rev is None:
+            rev = task.options.get("revision")
+        return None if rev is None else str(rev)
+
+    def existing(self, cells: list[CellSpec], tasks: dict[str, TaskSpec]) -> list[CellResult | None]:
+        """Reusable results for ``cells`` (None where a cell must run). Data-parallel
+        ranks agree: a cell is reused only if every rank sees its result."""
+        found = [self._existing(c, tasks[c.task]) for c in cells]
+        if self.opt.data_parallel:
+            agreed = distributed.all_agree([r is not None for r in found])
+            found = [r if ok else None for r, ok in zip(found, agreed)]
+        return found
 
     def _base_result(self, cell: CellSpec, task: TaskSpec, status: str) -> CellResult:
         return CellResult(cell_id=cell.cell_id, status=status, task=task.name,
@@ -110,8 +154,7 @@ class Runner:
         results: list[CellResult] = []
         for (name, args_items), backend_cells in by_backend.items():
             todo = []
-            for cell in backend_cells:
-                done = self._existing(cell, task_by_name[cell.task])
+            for cell, done in zip(backend_cells, self.existing(backend_cells, task_by_name)):
                 if done is not None:
                     self.opt.log(f"[ctxbench] {cell.label} x {cell.task}: result exists, skipped "
                                  f"(--rerun to recompute)")
@@ -124,29 +167,13 @@ class Runner:
 
     def _run_backend(self, name: str, args: dict, cells: list[CellSpec],
                      tasks: dict[str, TaskSpec]) -> list[CellResult]:
-        label = cells[0].label
-        t0 = time.perf_counter()
-        try:
-            spec = self.host.backends.get(name)
-            backend = spec.factory(device=self.opt.device, **{**spec.default_args, **args})
-            fingerprint = backend.fingerprint()
-        except Exception as exc:
-            self.opt.log(f"[ctxbench] backend {label} failed to load: {exc}")
-            out = []
-            for cell in cells:
-                r = self._base_result(cell, tasks[cell.task], "failed")
-                r.error = _error_info(exc)
-                out.append(self._write(r))
-            return out
-        load_seconds = time.perf_counter() - t0
-        cache = self.cache.for_backend(fingerprint) if self.cache is not None else None
-        encoder = CachedEncoder(backend, cache, self.opt.batch_size or spec.default_batch_size,
-                                progress=self.opt.progress, label=label,
-                                flush_rows=self.opt.flush_rows)
-        out = []
-        for cell in cells:
-            out.append(self._run_cell(cell, tasks[cell.task], encoder, fingerprint, load_seconds))
-        return out
+        session = BackendSession(self, name, args)
+        return [session.run(cell, tasks[cell.task]) for cell in cells]
+
+    def _failed_load(self, cell: CellSpec, task: TaskSpec, exc: BaseException) -> CellResult:
+        r = self._base_result(cell, task, "failed")
+        r.error = _error_info(exc)
+        return self._write(r)
 
     def _run_cell(self, cell: CellSpec, task: TaskSpec, encoder: CachedEncoder,
                   fingerprint: str, load_seconds: float) -> CellResult:
@@ -157,6 +184,9 @@ class Runner:
         t0 = time.perf_counter()
         try:
             dataset = self._dataset(task)
+            revision = self.dataset_revision(task, dataset)
+            if revision is not None:
+                result.versions = {**result.versions, "dataset_revision": revision}
             load_done = time.perf_counter()
             family = self.host.families.get(task.family)
             protocol = {**family.protocol_defaults, **task.protocol}
@@ -183,14 +213,56 @@ class Runner:
         return self._write(result)
 
     def _write(self, result: CellResult) -> CellResult:
-        write_result(self.opt.output_dir, result)
+        if self.opt.write_results:
+            write_result(self.opt.output_dir, result)
         return result
+
+
+class BackendSession:
+    """One backend loaded once (or its load error), running cells one at a time.
+
+    ``Runner.run`` makes one per backend group; a Ray actor holds one for its
+    whole life, so a model is loaded once per worker.
+    """
+
+    def __init__(self, runner: Runner, name: str, args: dict):
+        self.runner = runner
+        self.label = backend_label(name, args)
+        self.error: BaseException | None = None
+        opt = runner.opt
+        t0 = time.perf_counter()
+        try:
+            spec = runner.host.backends.get(name)
+            self.backend = spec.factory(device=opt.device, **{**spec.default_args, **args})
+            self.fingerprint = self.backend.fingerprint()
+        except Exception as exc:
+            self.error = exc
+        if opt.data_parallel and not all(distributed.all_agree([self.error is None])):
+            self.error = self.error or RuntimeError("the backend failed to load on another "
+                                                    "data-parallel rank (see its log)")
+        if self.error is not None:
+            opt.log(f"[ctxbench] backend {self.label} failed to load: {self.error}")
+            return
+        self.load_seconds = time.perf_counter() - t0
+        cache = runner.cache.for_backend(self.fingerprint) if runner.cache is not None else None
+        self.encoder = CachedEncoder(self.backend, cache, opt.batch_size or spec.default_batch_size,
+                                     progress=opt.progress, label=self.label,
+                                     flush_rows=opt.flush_rows, data_parallel=opt.data_parallel)
+
+    def run(self, cell: CellSpec, task: TaskSpec) -> CellResult:
+        if self.error is not None:
+            return self.runner._failed_load(cell, task, self.error)
+        return self.runner._run_cell(cell, task, self.encoder, self.fingerprint, self.load_seconds)
 
 
 def write_manifest(output_dir: Path, tasks: list[TaskSpec], backends: list[tuple[str, dict]],
                    results: list[CellResult], seconds: float, options: RunOptions) -> None:
-    """Run-level record (versions, task hashes, seeds, timings) next to the results."""
-    write_json(Path(output_dir) / "manifest.json", {
+    """Run-level record (versions, task hashes, seeds, timings) next to the results,
+    at ``options.manifest_name`` (each shard writes its own); not written by ranks
+    that do not write results."""
+    if not options.write_results:
+        return
+    write_json(Path(output_dir) / options.manifest_name, {
         "versions": library_versions(),
         "timestamp": now_iso(),
         "seconds": round(seconds, 3),
