@@ -5,6 +5,8 @@
     ctxbench list tasks|backends|metrics|families|loaders
     ctxbench validate tasks/
     ctxbench leaderboard --results leaderboards/embedded --out leaderboards/embedded.md
+    ctxbench report --results leaderboards/embedded           # self-contained HTML
+    ctxbench check-backend random                              # plugin conformance kit
 
 Exit codes: 0 success; 1 a cell failed (the others still ran); 2 bad usage or config.
 """
@@ -30,6 +32,10 @@ EXAMPLES = {
     "validate": "example: ctxbench validate tasks/",
     "leaderboard": "example: ctxbench leaderboard --results leaderboards/embedded "
                    "--out leaderboards/embedded.md",
+    "export-epic": "example: ctxbench export-epic leaderboards/run/epic100_mir submission.pkl --sls-pt 5",
+    "report": "example: ctxbench report --results leaderboards/embedded --out report.html",
+    "check-backend": "example: ctxbench check-backend open_clip --backend-arg arch=ViT-B-32 "
+                     "--backend-arg pretrained=/models/vit_b32.safetensors",
 }
 
 
@@ -71,7 +77,8 @@ def _registry(host):
 def cmd_run(args) -> int:
     from .device import resolve_device
     from .leaderboard import write_leaderboard
-    from .runner import Runner, RunOptions, write_manifest
+    from .launchers import run_cells
+    from .runner import RunOptions, write_manifest
 
     host = _host()
     for f in host.failures:
@@ -87,19 +94,24 @@ def cmd_run(args) -> int:
     backend_args = _parse_backend_args(args.backend_arg, names)
     name = args.name or ("embedded" if not args.backend else "run")
     output_dir = Path(args.output_dir) if args.output_dir else Path("leaderboards") / name
+    # with Ray, a CPU-only driver must not decide the workers' device
+    device = args.device if args.launcher == "ray" and args.device != "auto" else resolve_device(args.device)
     options = RunOptions(output_dir=output_dir, cache_dir=args.cache_dir,
-                         use_cache=not args.no_cache, device=resolve_device(args.device),
+                         use_cache=not args.no_cache, device=device,
                          batch_size=args.batch_size, limit=args.limit, seed=args.seed,
                          rerun=args.rerun, progress=not args.no_progress)
     backends = [(n, backend_args[n]) for n in names]
     print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
           f"results -> {output_dir}", file=sys.stderr)
     t0 = time.perf_counter()
-    runner = Runner(host, options)
-    results = runner.run(tasks, backends)
+    results = run_cells(host, tasks, backends, options, args)
     write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)
     board = Path(args.leaderboard) if args.leaderboard else output_dir.parent / f"{output_dir.name}.md"
     write_leaderboard(output_dir, board, title=f"ctxbench leaderboard: {name}")
+    if args.report is not None:
+        from .report import write_report
+        page = write_report(output_dir, args.report or None, title=f"ctxbench report: {name}")
+        print(f"[ctxbench] report -> {page}", file=sys.stderr)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     print(f"[ctxbench] done in {time.perf_counter() - t0:.1f}s: {counts['ok']} ok, "
           f"{counts['skipped']} skipped (data not found), {counts['failed']} failed; "
@@ -171,6 +183,33 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+    _host()  # plugins may register plots for their families
+    print(write_report(Path(args.results), args.out))
+    return 0
+
+
+def cmd_check_backend(args) -> int:
+    from .device import resolve_device
+    from .testing import run_conformance
+    host = _host()
+    spec = host.backends.get(args.name)
+    backend_args = _parse_backend_args(args.backend_arg, [args.name])[args.name]
+    report = run_conformance(spec, backend_args, resolve_device(args.device),
+                             batch_size=args.batch_size)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_export_epic(args) -> int:
+    from .export_epic import export_submission
+    out = export_submission(Path(args.source), Path(args.out), sls_pt=args.sls_pt,
+                            sls_tl=args.sls_tl, sls_td=args.sls_td)
+    print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctxbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed for bootstrap and probes (default 0)")
     run.add_argument("--rerun", action="store_true", help="recompute cells whose results exist")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--report", nargs="?", const="", default=None, metavar="FILE.html",
+                     help="also write the self-contained HTML report (default <output-dir>.html)")
+    from .launchers import add_launcher_arguments
+    add_launcher_arguments(run)
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list tasks, backends, metrics, families or loaders",
@@ -215,6 +258,34 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", required=True, help="folder of results JSON")
     lb.add_argument("--out", help="markdown file (default <results>.md)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    rep = sub.add_parser("report", help="self-contained HTML report (plots, tables, manifest)",
+                         epilog=EXAMPLES["report"], formatter_class=fmt)
+    rep.add_argument("--results", required=True, help="folder of results JSON")
+    rep.add_argument("--out", help="HTML file (default <results>.html)")
+    rep.set_defaults(func=cmd_report)
+
+    chk = sub.add_parser("check-backend", help="conformance checks for a backend plugin",
+                         epilog=EXAMPLES["check-backend"], formatter_class=fmt,
+                         description="Shape/dtype/finiteness, normalisation, determinism, "
+                                     "batch-size invariance, real context support, fingerprint "
+                                     "stability and speed. Exit 0 when every check passes.")
+    chk.add_argument("name", help="backend name (ctxbench list backends)")
+    chk.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE")
+    chk.add_argument("--device", default="auto")
+    chk.add_argument("--batch-size", type=int)
+    chk.set_defaults(func=cmd_check_backend)
+
+    epic = sub.add_parser("export-epic", help="EPIC-KITCHENS-100 MIR challenge submission pickle",
+                          epilog=EXAMPLES["export-epic"], formatter_class=fmt,
+                          description="Write {'version', 'challenge', 'sim_mat', 'vis_ids', 'txt_ids', "
+                                      "'sls_pt', 'sls_tl', 'sls_td'} from a run's similarity matrix.")
+    epic.add_argument("source", help="results folder, result JSON, or mir_similarity.npz")
+    epic.add_argument("out", help="output .pkl")
+    epic.add_argument("--sls-pt", type=int, default=5, help="supervision level: pretraining (0-5)")
+    epic.add_argument("--sls-tl", type=int, default=0, help="supervision level: training labels (0-5)")
+    epic.add_argument("--sls-td", type=int, default=0, help="supervision level: training data (0-5)")
+    epic.set_defaults(func=cmd_export_epic)
     return parser
 
 

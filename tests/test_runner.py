@@ -159,6 +159,6 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert proc.returncode == 2 and "Did you mean: random" in proc.stderr
     proc = run_cli(["validate", str(tmp_path / "missing.yaml")])
     assert proc.returncode == 2 and "file not found" in proc.stdout
-    for cmd in ("run", "list", "validate", "leaderboard"):
+    for cmd in ("run", "list", "validate", "leaderboard", "report", "check-backend"):
         help_text = run_cli([cmd, "--help"]).stdout
         assert "example: ctxbench" in help_text

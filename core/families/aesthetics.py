@@ -54,7 +54,6 @@ expected sign (``param_direction``: +1 for CFG scale, -1 for a degradation level
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,8 +311,7 @@ def fit_probe(kind: str, ds: AestheticsDataset, feats: Features, splits: dict[st
                              seed=seed)
         return train_probe(model, len(train["mos"]), batch_loss, val_score, config, device)
 
-    with _small_cpu_threads(device, len(train["mos"]) * feats.image.shape[1]):
-        best_params, result, scored = select_on_validation(grid, fit)
+    best_params, result, scored = select_on_validation(grid, fit)
     info = {"best_params": best_params, "best_epoch": result.best_epoch,
             f"best_val_{protocol['select_metric']}": result.best_val,
             "epochs_run": len(result.history), "n_train_pairs": int(len(train["mos"])),
@@ -324,22 +322,6 @@ def fit_probe(kind: str, ds: AestheticsDataset, feats: Features, splits: dict[st
             + (f" + {protocol['emd_weight']}*EMD(r={protocol['emd_r']}) distribution head"
                if dist_head else "")}
     return Fitted(kind, result.model, info)
-
-
-@contextlib.contextmanager
-def _small_cpu_threads(device: str, size: int, threshold: int = 20_000_000):
-    """Train small probes on one CPU thread. Their steps are tiny and dominated by
-    per-op overhead; intra-op threads then only add synchronisation, which on a
-    loaded machine made a 1 s fit take 45 s. Restores the previous setting."""
-    if not str(device).startswith("cpu") or size > threshold:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def zero_shot_scores(enc, images: torch.Tensor, protocol: dict[str, Any]) -> np.ndarray:

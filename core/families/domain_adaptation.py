@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,25 +303,8 @@ def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str,
     def val_score(m: AdaptHead) -> float:
         return float((m(xv).argmax(1) == yv).float().mean())
 
-    with small_model_threads(device):
-        result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, ns + nt, seed), device)
+    result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, ns + nt, seed), device)
     return result.model.cpu(), result
-
-
-@contextmanager
-def small_model_threads(device: str):
-    """Heads on cached embeddings are tiny: on a CPU, intra-op threads only add
-    synchronisation (10-100x slower on a loaded machine). Train them on one thread and
-    restore the process setting afterwards."""
-    if not str(device).startswith("cpu"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def probe_config(p: dict, n_train: int, seed: int) -> ProbeConfig:
@@ -523,8 +505,7 @@ def _caption_probe(emb: _Embeddings, ds, s: str, u_target: torch.Tensor, p, seed
     def val_score(m):
         return float((m(x_va).argmax(1) == y_va).float().mean())
 
-    with small_model_threads("cpu"):
-        res = train_probe(model, len(tr), batch_loss, val_score, probe_config(p, len(tr), seed))
+    res = train_probe(model, len(tr), batch_loss, val_score, probe_config(p, len(tr), seed))
     with torch.no_grad():
         return (res.model(u_target), (res.model(x_va), labels[va]),
                 {"caption_probe_val_top1": round(res.best_val, 4)})

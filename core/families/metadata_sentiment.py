@@ -199,9 +199,6 @@ class ProbeFit:
     epochs_run: int = 0
 
 
-#: Small heads train fastest on one CPU thread: intra-op fan-out costs more than it
-#: saves at these sizes, and badly so on a shared machine.
-PROBE_THREADS = 1
 #: An epoch makes at least this many optimiser steps (small training sets get
 #: smaller batches, so early stopping does not act on a handful of steps).
 MIN_STEPS_PER_EPOCH = 8
@@ -210,20 +207,6 @@ MIN_STEPS_PER_EPOCH = 8
 def effective_batch_size(n_train: int, requested: int) -> int:
     """``min(requested, ceil(n_train / MIN_STEPS_PER_EPOCH))`` (at least 1)."""
     return max(1, min(int(requested), math.ceil(n_train / MIN_STEPS_PER_EPOCH)))
-
-
-class _threads:
-    """Temporarily set torch's intra-op thread count (CPU only)."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -277,8 +260,7 @@ def fit_probe(make_model, inputs: Sequence[torch.Tensor], targets: torch.Tensor,
         cfg = ProbeConfig(epochs=int(epochs), lr=float(lr), weight_decay=float(params["weight_decay"]),
                           batch_size=effective_batch_size(len(tr), int(batch_size)),
                           patience=int(patience), seed=int(seed))
-        with _threads(PROBE_THREADS):
-            result = train_probe(model, len(tr), batch_loss, val_score, cfg, device=device)
+        result = train_probe(model, len(tr), batch_loss, val_score, cfg, device=device)
         result.model.to("cpu")
         return result
 
