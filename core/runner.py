@@ -208,7 +208,8 @@ class Runner:
         result.seconds = round(time.perf_counter() - t0, 3)
         result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
         status = result.status if result.status != "ok" else f"ok in {result.seconds:.1f}s"
-        msg = f" ({result.error['type']}: {result.error['message'][:300]})" if result.error else ""
+        first_line = result.error["message"].strip().splitlines()[0][:300] if result.error else ""
+        msg = f" ({result.error['type']}: {first_line})" if result.error else ""
         self.opt.log(f"[ctxbench] {cell.label} x {task.name}: {status}{msg}")
         return self._write(result)
 
