@@ -39,29 +39,41 @@ EXAMPLES = {
 }
 
 
-def _parse_backend_args(items: list[str], backends: list[str]) -> dict[str, dict[str, Any]]:
-    """``key=value`` applies to every backend; ``name:key=value`` to one. Values are
-    parsed as YAML scalars (``3`` -> int, ``true`` -> bool, ``a b`` -> str)."""
+def parse_assignments(items: list[str], backends: list[str], flag: str,
+                      convert=None) -> dict[str, dict[str, Any]]:
+    """``key=value`` applies to every backend; ``name:key=value`` to one. ``convert``
+    turns the value string into the stored value (default: a YAML scalar, so ``3`` ->
+    int, ``true`` -> bool, ``a b`` -> str); it raises ValueError for a bad value."""
     out: dict[str, dict[str, Any]] = {b: {} for b in backends}
     for item in items:
         if "=" not in item:
-            raise CtxbenchError(f"--backend-arg {item!r}: expected key=value or backend:key=value")
+            raise CtxbenchError(f"{flag} {item!r}: expected key=value or backend:key=value")
         key, value = item.split("=", 1)
         target = None
         if ":" in key:
             target, key = key.split(":", 1)
             if target not in out:
-                raise CtxbenchError(f"--backend-arg {item!r}: backend {target!r} is not among "
+                raise CtxbenchError(f"{flag} {item!r}: backend {target!r} is not among "
                                     f"--backend {','.join(backends)}")
         try:
-            parsed = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            parsed = value
-        if isinstance(parsed, (dict, list)):
-            parsed = value
+            parsed = (convert or _yaml_scalar)(value)
+        except ValueError as exc:
+            raise CtxbenchError(f"{flag} {item!r}: {exc}") from None
         for b in ([target] if target else backends):
             out[b][key] = parsed
     return out
+
+
+def _yaml_scalar(value: str) -> Any:
+    try:
+        parsed = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError:
+        return value
+    return value if isinstance(parsed, (dict, list)) else parsed
+
+
+def _parse_backend_args(items: list[str], backends: list[str]) -> dict[str, dict[str, Any]]:
+    return parse_assignments(items, backends, "--backend-arg")
 
 
 def _host():

@@ -147,25 +147,15 @@ DEFAULT_RESOURCES = {"num_cpus": 1.0}
 def parse_resource_args(items: list[str], backends: list[str]) -> dict[str, dict[str, float]]:
     """``--ray-resources [BACKEND:]KEY=NUMBER`` (keys num_cpus, num_gpus, memory, or a
     custom resource name) -> {backend: {key: number}}."""
-    out: dict[str, dict[str, float]] = {b: {} for b in backends}
-    for item in items:
-        if "=" not in item:
-            raise CtxbenchError(f"--ray-resources {item!r}: expected [backend:]key=number, "
-                                f"e.g. num_gpus=1 or open_clip:num_gpus=0.5")
-        key, value = item.split("=", 1)
-        target = None
-        if ":" in key:
-            target, key = key.split(":", 1)
-            if target not in out:
-                raise CtxbenchError(f"--ray-resources {item!r}: backend {target!r} is not among "
-                                    f"--backend {','.join(backends)}")
+    from .cli import parse_assignments
+
+    def number(value: str) -> float:
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
-            raise CtxbenchError(f"--ray-resources {item!r}: {value!r} is not a number") from None
-        for b in ([target] if target else backends):
-            out[b][key] = number
-    return out
+            raise ValueError(f"{value!r} is not a number (e.g. num_gpus=1 or open_clip:num_gpus=0.5)") from None
+
+    return parse_assignments(items, backends, "--ray-resources", number)
 
 
 def backend_resources(spec: Any, device: str, override: Mapping[str, float] | None = None) -> dict[str, float]:

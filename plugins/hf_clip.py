@@ -32,7 +32,7 @@ from . import hf_common as hc
 SIGLIP_TYPES = ("siglip", "siglip2")
 
 
-class HFDualEncoder:
+class HFDualEncoder(hc.DualEncoderMixin):
     def __init__(self, model: str, revision: str | None = None, dtype: str = "auto",
                  device: str = "cpu", device_map: str | None = None,
                  text_padding: str = "auto", max_length: int | None = None,
@@ -103,20 +103,6 @@ class HFDualEncoder:
             inputs.pop("attention_mask", None)  # SigLIP's text tower attends to padding by design
         return hc.features(self.model.get_text_features(**inputs), "get_text_features")
 
-    # -- Backend protocol ---------------------------------------------------------
-    def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
-        with torch.inference_mode():
-            emb = self._image_features(images)
-            if self.fusion == "late":
-                return hc.late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
-            return hc.l2_normalize(emb).cpu()
-
-    def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
-        with torch.inference_mode():
-            emb = self._text_features(texts)
-            if self.fusion == "late":
-                return hc.late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
-            return hc.l2_normalize(emb).cpu()
 
 
 def make_hf_clip(device: str = "cpu", **args) -> HFDualEncoder:

@@ -395,5 +395,25 @@ def late_fuse(base: torch.Tensor, contexts: Sequence[str | None], weight: float,
     return fused
 
 
+class DualEncoderMixin:
+    """The Backend methods shared by dual encoders (open_clip, hf_clip): the class
+    provides ``_image_features``/``_text_features`` (raw tower outputs), ``fusion``
+    ("none" or "late") and ``fusion_weight``; outputs are L2-normalised, and with
+    late fusion the context goes through the text tower (:func:`late_fuse`)."""
+
+    def _finish(self, emb: torch.Tensor, contexts: Sequence[str | None]) -> torch.Tensor:
+        if self.fusion == "late":
+            return late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
+        return l2_normalize(emb).cpu()
+
+    def encode_images(self, images, contexts: Sequence[str | None]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._finish(self._image_features(images), contexts)
+
+    def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._finish(self._text_features(texts), contexts)
+
+
 def warn(message: str) -> None:
     print(f"[ctxbench] {message}", file=sys.stderr)

@@ -91,7 +91,7 @@ def _cached_tag_weights(cfg: dict) -> tuple[Path | None, str]:
     return None, "unknown"
 
 
-class OpenClipBackend:
+class OpenClipBackend(hc.DualEncoderMixin):
     def __init__(self, arch: str | None = None, pretrained: str | None = None,
                  model_config: str | None = None, dtype: str = "auto", device: str = "cpu",
                  context_fusion: str = "none", fusion_weight: float = 0.5, min_vocab: int = 1000):
@@ -196,19 +196,6 @@ class OpenClipBackend:
         pixels = torch.stack([self.preprocess(im) for im in images])  # PIL transforms: per image
         return self.model.encode_image(pixels.to(hc.input_device(self.model), self.dtype))
 
-    def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
-        with torch.inference_mode():
-            emb = self._image_features(images)
-            if self.fusion == "late":
-                return hc.late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
-            return hc.l2_normalize(emb).cpu()
-
-    def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
-        with torch.inference_mode():
-            emb = self._text_features(texts)
-            if self.fusion == "late":
-                return hc.late_fuse(emb, contexts, self.fusion_weight, self._text_features).cpu()
-            return hc.l2_normalize(emb).cpu()
 
 
 def make_open_clip(device: str = "cpu", **args) -> OpenClipBackend:

@@ -14,3 +14,12 @@ import pytest  # noqa: E402
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def isolated_ctxbench_cache(tmp_path_factory):
+    """Point the ctxbench cache (embeddings, captions, hash memo) at a temp folder
+    for one test module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
+        yield mp

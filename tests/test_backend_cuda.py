@@ -6,25 +6,16 @@ Run on a GPU machine:
     HF_HUB_OFFLINE=1 pytest -q tests/test_backend_cuda.py -rs
 """
 
-import os
+import pytest
+import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ctxbench.encoder import CachedEncoder  # noqa: E402
-from ctxbench.inputs import ImageRef  # noqa: E402
-from ctxbench.testing import probe_inputs, run_conformance, tiny_models  # noqa: E402
-
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+from ctxbench.encoder import CachedEncoder
+from ctxbench.inputs import ImageRef
+from ctxbench.testing import probe_inputs, run_conformance, tiny_models
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
-        yield
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+              pytest.mark.usefixtures("isolated_ctxbench_cache")]
 
 
 @pytest.fixture(scope="module")

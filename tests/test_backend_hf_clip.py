@@ -1,27 +1,19 @@
 """hf_clip: tiny CLIP and SigLIP models saved with save_pretrained and loaded back
 through the backend's normal path; checked against transformers called directly."""
 
-import os
+import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
 
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ctxbench.encoder import CachedEncoder  # noqa: E402
-from ctxbench.synth.context_retrieval import build  # noqa: E402
-from ctxbench.testing import tiny_models  # noqa: E402
-from ctxbench_plugins import hf_common  # noqa: E402
-from ctxbench_plugins.hf_clip import make_hf_clip  # noqa: E402
+from ctxbench.encoder import CachedEncoder
+from ctxbench.synth.context_retrieval import build
+from ctxbench.testing import tiny_models
+from ctxbench_plugins import hf_common
+from ctxbench_plugins.hf_clip import make_hf_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
-        yield
+pytestmark = [pytest.mark.usefixtures("isolated_ctxbench_cache")]
 
 
 @pytest.fixture(scope="module")

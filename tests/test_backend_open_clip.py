@@ -1,28 +1,20 @@
 """open_clip: a tiny architecture from a config JSON, saved as a torch state dict and
 as safetensors, loaded back through the backend; checked against open_clip itself."""
 
-import os
+import json
+import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
 
-import json  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ctxbench.encoder import CachedEncoder  # noqa: E402
-from ctxbench.synth.context_retrieval import build  # noqa: E402
-from ctxbench.testing import tiny_models  # noqa: E402
-from ctxbench_plugins import hf_common  # noqa: E402
-from ctxbench_plugins.open_clip_backend import ctxbench_backends, make_open_clip  # noqa: E402
+from ctxbench.encoder import CachedEncoder
+from ctxbench.synth.context_retrieval import build
+from ctxbench.testing import tiny_models
+from ctxbench_plugins import hf_common
+from ctxbench_plugins.open_clip_backend import ctxbench_backends, make_open_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
-        yield
+pytestmark = [pytest.mark.usefixtures("isolated_ctxbench_cache")]
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,15 @@
 --backend-arg overrides reach the base backend (a tiny local model stands in for
 the hub weights)."""
 
-import os
+import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
+from PIL import Image
 
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from ctxbench.errors import TaskConfigError  # noqa: E402
-from ctxbench.testing import tiny_models  # noqa: E402
-from ctxbench_plugins import hf_common, presets  # noqa: E402
+from ctxbench.errors import TaskConfigError
+from ctxbench.testing import tiny_models
+from ctxbench_plugins import hf_common, presets
 
 PAPER_MODELS = ("openai-clip-l14", "openclip-h14", "eva-clip", "siglip", "gemma3-4b-embed",
                 "gemma3-12b-embed", "mistral3-3b-embed", "mistral3-8b-embed",
@@ -24,11 +20,8 @@ PAPER_MODELS = ("openai-clip-l14", "openclip-h14", "eva-clip", "siglip", "gemma3
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _cache_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
-        mp.delenv(presets.ENV_VAR, raising=False)
-        yield
+def _cache_env(isolated_ctxbench_cache):
+    isolated_ctxbench_cache.delenv(presets.ENV_VAR, raising=False)
 
 
 @pytest.fixture(scope="module")

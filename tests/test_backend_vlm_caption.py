@@ -3,29 +3,21 @@ text encoders (BERT with mean pooling, Qwen3 with last-token pooling), all loade
 from save_pretrained directories; pooling checked against hand computations;
 the caption cache checked for reuse and crash safety."""
 
-import os
+import json
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
 
-import json  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ctxbench.encoder import CachedEncoder  # noqa: E402
-from ctxbench.inputs import context_key, pil_key  # noqa: E402
-from ctxbench.synth.context_retrieval import build  # noqa: E402
-from ctxbench.testing import tiny_models  # noqa: E402
-from ctxbench_plugins import hf_common  # noqa: E402
-from ctxbench_plugins.text_embedder import TextEmbedder  # noqa: E402
-from ctxbench_plugins.vlm_caption import CaptionStore, make_vlm_caption  # noqa: E402
+from ctxbench.encoder import CachedEncoder
+from ctxbench.inputs import context_key, pil_key
+from ctxbench.synth.context_retrieval import build
+from ctxbench.testing import tiny_models
+from ctxbench_plugins import hf_common
+from ctxbench_plugins.text_embedder import TextEmbedder
+from ctxbench_plugins.vlm_caption import CaptionStore, make_vlm_caption
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
-        yield
+pytestmark = [pytest.mark.usefixtures("isolated_ctxbench_cache")]
 
 
 @pytest.fixture(scope="module")

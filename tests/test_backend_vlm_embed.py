@@ -2,27 +2,19 @@
 backend), E5-V last-token pooling checked against the full model's hidden states,
 batch = single to 1e-4, and the four injection patterns on the embedded data."""
 
-import os
+import pytest
+import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ctxbench.encoder import CachedEncoder  # noqa: E402
-from ctxbench.synth.context_retrieval import build  # noqa: E402
-from ctxbench.testing import tiny_models  # noqa: E402
-from ctxbench_plugins import hf_common  # noqa: E402
-from ctxbench_plugins.vlm_embed import IMAGE, fill, make_vlm_embed  # noqa: E402
+from ctxbench.encoder import CachedEncoder
+from ctxbench.synth.context_retrieval import build
+from ctxbench.testing import tiny_models
+from ctxbench_plugins import hf_common
+from ctxbench_plugins.vlm_embed import IMAGE, fill, make_vlm_embed
 
 FAMILIES = ("llava", "qwen2_vl", "gemma3")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CTXBENCH_CACHE", str(tmp_path_factory.mktemp("ctxcache")))
-        yield
+pytestmark = [pytest.mark.usefixtures("isolated_ctxbench_cache")]
 
 
 @pytest.fixture(scope="module")
