@@ -503,8 +503,24 @@ def evaluate_quality(req: EvalRequest) -> FamilyOutput:
     }
     if "zero_shot" in preds:
         details["zero_shot_prompts"] = p["zero_shot_prompts"]
+    details["predictions"] = _prediction_sample(mos, preds)
     tables = {"per_tag": tag_table(ds, test, results, int(p["min_tag_test"]))}
     return FamilyOutput(metrics=metrics, headline=headline, tables=tables, details=details, n=n)
+
+
+PREDICTION_SAMPLE = 5000
+
+
+def _prediction_sample(mos: np.ndarray, preds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per-image test predictions for the report's scatter plot: all of them, or an
+    evenly spaced subset of PREDICTION_SAMPLE images for large test sets."""
+    keep = np.arange(len(mos))
+    if len(keep) > PREDICTION_SAMPLE:
+        keep = np.linspace(0, len(mos) - 1, PREDICTION_SAMPLE).round().astype(int)
+    out: dict[str, Any] = {"mos": np.round(mos[keep], 4).tolist()}
+    out.update({k: np.round(v[keep], 4).tolist() for k, v in preds.items()})
+    out["sampled"] = f"{len(keep)} of {len(mos)} test images"
+    return out
 
 
 # ----------------------------------------------------------------------------- sweeps
