@@ -72,7 +72,7 @@ HELDOUT_PURPOSE = "train/toy_clip/heldout"
 
 MODEL_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 192, "layers": 4, "head_width": 32},
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
 
@@ -285,7 +285,7 @@ def train_toy(out_dir: str | Path, seed: int = 0, steps: int = 1500, batch_size:
                 running = []
             if (step + 1) % eval_every == 0 or step == steps - 1:
                 r1 = _evaluate(model, h_pixels, h_tokens)
-                history.append({"step": step + 1, "loss": float(loss), "heldout_R@1": r1,
+                history.append({"step": step + 1, "loss": loss.item(), "heldout_R@1": r1,
                                 "elapsed_s": round(time.perf_counter() - t0, 1)})
                 log(f"step {step + 1}: held-out text->image R@1 {r1:.3f} (pool {n_heldout}, "
                     f"chance {1 / n_heldout:.3f})")
@@ -294,7 +294,9 @@ def train_toy(out_dir: str | Path, seed: int = 0, steps: int = 1500, batch_size:
         shipped = copy.deepcopy(model)   # the held-out figure of the weights as shipped (fp16)
         shipped.load_state_dict(state)
         final_r1 = _evaluate(shipped, h_pixels, h_tokens)
-        blob = st_save(state, metadata={"format": "pt", "arch": ARCH, "seed": str(seed)})
+        # one metadata key only: safetensors writes a metadata map in hash order, which
+        # would make the file bytes (and the card's sha256) differ between identical runs
+        blob = st_save(state, metadata={"format": "pt"})
         write_bytes(out / WEIGHTS_FILE, blob)
         card = {
             "card_version": CARD_VERSION,
