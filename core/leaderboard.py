@@ -79,27 +79,30 @@ def render_markdown(results: list[CellResult], title: str = "ctxbench leaderboar
     backends = sorted({r.backend_label for r in results})
     lines = [f"# {md_escape(title)}", ""]
 
-    lines += ["## Summary", "", "First headline metric of each task (95% CI). "
-              "`n/a`: the backend lacks a needed capability; `–`: not run.", ""]
-    header = ["backend"] + [md_escape(t) for t in tasks]
+    ran = {t: rs for t, rs in tasks.items() if any(r.status != "skipped" for r in rs)}
+    skipped = [t for t in tasks if t not in ran]
+    lines += ["## Summary", "", "Each task's first headline metric, one column per backend "
+              "(95% CI in brackets). `n/a`: the backend lacks a needed capability; "
+              "`–`: not run.", ""]
+    header = ["task", "metric"] + [md_escape(b) for b in backends]
     rows = []
-    for b in backends:
-        row = [md_escape(b)]
-        for t, rs in tasks.items():
+    for t, rs in ran.items():
+        metric = next((r.headline[0] for r in rs if r.status == "ok" and r.headline), "")
+        row = [md_escape(t), f"`{md_escape(metric)}`" if metric else ""]
+        for b in backends:
             r = next((x for x in rs if x.backend_label == b), None)
             if r is None:
                 row.append("–")
             elif r.status != "ok":
                 row.append(_status_text(r))
             else:
-                head = r.headline[0] if r.headline else None
-                row.append(fmt_metric(r.metrics.get(head)) if head else "–")
+                row.append(fmt_metric(r.metrics.get(metric)) if metric else "–")
         rows.append(row)
-    lines += [tabulate(rows, header, tablefmt="github"), ""]
-    first_metric = {t: next((r.headline[0] for r in rs if r.status == "ok" and r.headline), "")
-                    for t, rs in tasks.items()}
-    lines += ["Summary metric per task: " + "; ".join(
-        f"{md_escape(t)}: `{md_escape(m)}`" for t, m in first_metric.items() if m), ""]
+    if rows:
+        lines += [tabulate(rows, header, tablefmt="github"), ""]
+    if skipped:
+        lines += ["Skipped, data not found (each section below says how to get it): " +
+                  ", ".join(md_escape(t) for t in skipped) + ".", ""]
 
     for task, rs in tasks.items():
         lines += [f"## {md_escape(task)}", ""]
@@ -108,8 +111,10 @@ def render_markdown(results: list[CellResult], title: str = "ctxbench leaderboar
         lines += [f"Family: `{md_escape(family)}`; task hash `{md_escape(rs[0].task_hash)}`.", ""]
         for r in rs:
             if r.status == "skipped" and r.error:
-                lines += [f"Skipped for {md_escape(r.backend_label)}: {md_escape(r.error['message'])}", ""]
+                lines += [f"Skipped (data not found): {md_escape(r.error['message'])}", ""]
                 break
+        if task not in ran:
+            continue
         columns: list[str] = []
         for r in ok:
             columns += [c for c in r.headline if c not in columns]
