@@ -400,7 +400,8 @@ def decode_video_frames(path: Path, frame_numbers: Sequence[int]):
         import av
     except ImportError:
         raise DataNotFound("decoding EPIC videos needs PyAV: `pip install av` "
-                           "(or `pip install ctxbench[video]`), or use extracted frames "
+                           "(a ctxbench dependency: reinstall with `pip install -e .`), "
+                           "or use extracted frames "
                            "(dataset option frames_dir)") from None
     wanted = sorted(set(int(f) for f in frame_numbers))
     got: dict[int, Any] = {}
