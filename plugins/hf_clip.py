@@ -41,20 +41,9 @@ class HFDualEncoder(hc.DualEncoderMixin):
         self.device = device
         self.dtype = hc.parse_dtype(dtype, device)
         self.fusion, self.fusion_weight = hc.parse_fusion(context_fusion, fusion_weight)
-        source = hc.resolve_model(model, revision)   # fails fast, before the slow import
-        from transformers import AutoModel, AutoProcessor
-
-        hc.quiet_transformers()
         where = f"hf_clip model {model!r}"
-        try:
-            self.model = AutoModel.from_pretrained(source.load_from, dtype=self.dtype,
-                                                   **source.from_pretrained_kwargs(),
-                                                   **hc.placement_kwargs(device, device_map))
-            self.processor = AutoProcessor.from_pretrained(source.load_from,
-                                                           **source.from_pretrained_kwargs())
-        except (OSError, ValueError) as exc:
-            raise hc.ModelLoadError(f"{where}: cannot load it with AutoModel/AutoProcessor: {exc}") from exc
-        self.source = hc.after_download(source)
+        self.model, self.processor, self.source = hc.load_pretrained(
+            model, revision, "AutoModel", "AutoProcessor", self.dtype, device, device_map, where)
         if not (hasattr(self.model, "get_image_features") and hasattr(self.model, "get_text_features")):
             raise hc.ModelLoadError(
                 f"{where} loads as {type(self.model).__name__}, which has no get_image_features/"

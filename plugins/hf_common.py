@@ -395,6 +395,28 @@ def late_fuse(base: torch.Tensor, contexts: Sequence[str | None], weight: float,
     return fused
 
 
+def load_pretrained(model: str, revision: str | None, model_class: str, preprocessor_class: str,
+                    dtype: torch.dtype, device: str, device_map, where: str, hint: str = ""):
+    """(model, preprocessor, source): resolve ``model`` (local dir, HF cache, or a fast
+    refusal when offline), then ``transformers.<model_class>.from_pretrained`` with the
+    dtype and placement, and ``<preprocessor_class>.from_pretrained``. A load failure
+    becomes a ModelLoadError naming both classes."""
+    source = resolve_model(model, revision)   # fails fast, before the slow import
+    import transformers
+
+    quiet_transformers()
+    try:
+        loaded = getattr(transformers, model_class).from_pretrained(
+            source.load_from, dtype=dtype, **source.from_pretrained_kwargs(),
+            **placement_kwargs(device, device_map))
+        pre = getattr(transformers, preprocessor_class).from_pretrained(
+            source.load_from, **source.from_pretrained_kwargs())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: cannot load it with {model_class}/{preprocessor_class}"
+                             f"{hint}: {exc}") from exc
+    return loaded, pre, after_download(source)
+
+
 class DualEncoderMixin:
     """The Backend methods shared by dual encoders (open_clip, hf_clip): the class
     provides ``_image_features``/``_text_features`` (raw tower outputs), ``fusion``

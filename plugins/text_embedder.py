@@ -63,20 +63,9 @@ class TextEmbedder:
         if pooling not in POOLINGS:
             raise hc.ModelLoadError(f"pooling={pooling!r}: use one of {', '.join(POOLINGS)}")
         self.dtype = hc.parse_dtype(dtype, device)
-        source = hc.resolve_model(model, revision)   # fails fast, before the slow import
-        from transformers import AutoModel, AutoTokenizer
-
-        hc.quiet_transformers()
         where = f"text embedder {model!r}"
-        try:
-            self.model = AutoModel.from_pretrained(source.load_from, dtype=self.dtype,
-                                                   **source.from_pretrained_kwargs(),
-                                                   **hc.placement_kwargs(device, device_map))
-            self.tokenizer = AutoTokenizer.from_pretrained(source.load_from,
-                                                           **source.from_pretrained_kwargs())
-        except (OSError, ValueError) as exc:
-            raise hc.ModelLoadError(f"{where}: cannot load it with AutoModel/AutoTokenizer: {exc}") from exc
-        self.source = hc.after_download(source)
+        self.model, self.tokenizer, self.source = hc.load_pretrained(
+            model, revision, "AutoModel", "AutoTokenizer", self.dtype, device, device_map, where)
         self.model = hc.place(self.model, device, device_map)
         hc.check_tokenizer(self.tokenizer, where, min_vocab)
         if self.tokenizer.pad_token is None:

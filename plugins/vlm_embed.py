@@ -167,19 +167,9 @@ class VLMPrompter:
 def load_vlm(model: str, revision: str | None, dtype, device: str, device_map,
              min_vocab: int, where: str):
     """(model, processor, source) for an image-text-to-text model, checked for sanity."""
-    source = hc.resolve_model(model, revision)   # fails fast, before the slow import
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    hc.quiet_transformers()
-    try:
-        vlm = AutoModelForImageTextToText.from_pretrained(
-            source.load_from, dtype=dtype, **source.from_pretrained_kwargs(),
-            **hc.placement_kwargs(device, device_map))
-        processor = AutoProcessor.from_pretrained(source.load_from, **source.from_pretrained_kwargs())
-    except (OSError, ValueError) as exc:
-        raise hc.ModelLoadError(f"{where}: cannot load it with AutoModelForImageTextToText/"
-                                f"AutoProcessor (is it an image-text-to-text model?): {exc}") from exc
-    source = hc.after_download(source)
+    vlm, processor, source = hc.load_pretrained(
+        model, revision, "AutoModelForImageTextToText", "AutoProcessor", dtype, device, device_map,
+        where, hint=" (is it an image-text-to-text model?)")
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         raise hc.ModelLoadError(f"{where}: its processor has no tokenizer")
