@@ -340,7 +340,7 @@ def test_family_plots_show_the_numbers_they_were_given():
 
 
 def test_mir_metric_names():
-    from ctxbench.report.plots import _mir_parse
+    from ctxbench.report.plots_multi_instance_retrieval import _mir_parse
     assert _mir_parse("map_v2t") == ("", "mAP", "v2t")
     assert _mir_parse("ndcg_avg") == ("", "nDCG", "avg")
     assert _mir_parse("tta/t2v/mAP") == ("tta", "mAP", "t2v")
