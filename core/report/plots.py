@@ -106,6 +106,15 @@ class TaskData:
     def result(self, backend: str) -> CellResult | None:
         return self._by_backend.get(backend)
 
+    def table_rows(self, name: str, backends: list[str]) -> dict[str, list[dict]]:
+        """{backend: the row dicts of its family table ``name``} ([] where absent)."""
+        out = {}
+        for b in backends:
+            r = self._by_backend.get(b)
+            rows = (r.tables.get(name) or []) if r is not None else []
+            out[b] = [row for row in rows if isinstance(row, dict)]
+        return out
+
     def metric(self, backend: str, name: str) -> MetricValue | None:
         r = self._by_backend.get(backend)
         return None if r is None else r.metrics.get(name)

@@ -123,8 +123,7 @@ def _ae_scatter(data: TaskData, backends: list[str]) -> Iterator[Plot]:
 
 def _ae_tags(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "SRCC per tag"
-    rows_of = {b: [r for r in data.result(b).tables.get("per_tag") or [] if isinstance(r, dict)]
-               for b in backends}
+    rows_of = data.table_rows("per_tag", backends)
     have = [b for b in backends if rows_of[b]]
     kinds = ordered({k.split("/")[0] for b in have for row in rows_of[b] for k in row
                       if k.endswith("/SRCC")}, AE_KINDS)
@@ -170,8 +169,7 @@ def _ae_tags(data: TaskData, backends: list[str]) -> Iterator[Plot]:
 
 def _ae_sweep(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "Score against the swept parameter"
-    rows_of = {b: [r for r in data.result(b).tables.get("score_by_param") or [] if isinstance(r, dict)]
-               for b in backends}
+    rows_of = data.table_rows("score_by_param", backends)
     have = [b for b in backends if rows_of[b]]
     param = next((data.result(b).details.get("param_name") for b in have), None)
     if not have or not param:

@@ -91,8 +91,7 @@ def _ms_confusion(data: TaskData, backends: list[str]) -> Iterator[Plot]:
 
 def _ms_relevance(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "Learned relevance of each metadata field"
-    rows_of = {b: [row for row in data.result(b).tables.get("field relevance") or [] if isinstance(row, dict)]
-               for b in backends}
+    rows_of = data.table_rows("field relevance", backends)
     have = [b for b in backends if rows_of[b]]
     if not have:
         yield Plot.skip(title, "no 'field relevance' table (the fusion probe did not run, or the "
