@@ -106,11 +106,6 @@ def _train_loop(model, n_train, batch_loss, val_score, config, device) -> ProbeR
     return ProbeResult(model, best_epoch, best_val, history)
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-
-
 def select_on_validation(candidates: Sequence[dict], fit: Callable[[dict], ProbeResult]
                          ) -> tuple[dict, ProbeResult, list[tuple[dict, float]]]:
     """Fit one probe per hyper-parameter dict and keep the best validation score.

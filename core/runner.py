@@ -36,7 +36,7 @@ from .encoder import CachedEncoder
 from .errors import CtxbenchError, DataNotFound
 from .families.base import EvalRequest
 from .plugins import PluginHost
-from .results import (CellResult, MetricValue, library_versions, now_iso, read_result,
+from .results import (CellResult, library_versions, now_iso, read_result,
                       result_path, write_result)
 from .specs import LoadContext
 from .taskspec import TaskSpec
@@ -275,7 +275,3 @@ def write_manifest(output_dir: Path, tasks: list[TaskSpec], backends: list[tuple
                    "status": r.status, "seconds": r.seconds, "fingerprint": r.fingerprint}
                   for r in results],
     })
-
-
-def metric_or_na(metrics: dict[str, MetricValue], name: str) -> MetricValue:
-    return metrics.get(name, MetricValue.not_applicable("not reported"))
