@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from .io.atomic import atomic_path
 
 
 def default_cache_dir() -> Path:

@@ -22,7 +22,7 @@ def backend_label(name: str, args: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class CellSpec:
+class Cell:
     backend: str
     backend_args: tuple[tuple[str, Any], ...]
     task: str
@@ -50,12 +50,12 @@ class CellSpec:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CellSpec":
+    def from_json(cls, d: dict[str, Any]) -> "Cell":
         d = dict(d)
         d["backend_args"] = tuple(sorted(d.get("backend_args", {}).items()))
         return cls(**d)
 
     @classmethod
     def make(cls, backend: str, args: dict[str, Any], task, seed: int = 0,
-             limit: int | None = None) -> "CellSpec":
+             limit: int | None = None) -> "Cell":
         return cls(backend, tuple(sorted(args.items())), task.name, task.hash, seed, limit)

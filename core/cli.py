@@ -78,13 +78,13 @@ def _parse_backend_args(items: list[str], backends: list[str]) -> dict[str, dict
 
 
 def _host():
-    from .plugins import load_plugins
+    from .plugin_host import load_plugins
     return load_plugins()
 
 
 def _registry(host):
-    from .taskregistry import TaskRegistry
-    return TaskRegistry(host.task_dirs, host.families, host.loaders)
+    from .task_catalog import TaskCatalog
+    return TaskCatalog(host.task_dirs, host.families, host.loaders)
 
 
 def cmd_run(args) -> int:
@@ -165,7 +165,7 @@ def cmd_list(args) -> int:
 
 def cmd_validate(args) -> int:
     from .errors import TaskConfigError
-    from .taskspec import parse_task
+    from .task_config import parse_task
     host = _host()
     paths: list[Path] = []
     for p in map(Path, args.path):
@@ -216,7 +216,7 @@ def cmd_check_backend(args) -> int:
 
 
 def cmd_export_epic(args) -> int:
-    from .export_epic import export_submission
+    from .families.multi_instance_retrieval.export import export_submission
     out = export_submission(Path(args.source), Path(args.out), sls_pt=args.sls_pt,
                             sls_tl=args.sls_tl, sls_td=args.sls_td)
     print(out)

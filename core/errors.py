@@ -19,6 +19,14 @@ class TaskConfigError(CtxbenchError):
         super().__init__(msg)
 
 
+class ProtocolError(CtxbenchError, ValueError):
+    """A task's protocol option has a bad value; ``option`` names it (e.g. ``patterns``)."""
+
+    def __init__(self, option: str, problem: str, fix: str | None = None):
+        self.option, self.problem, self.fix = option, problem, fix
+        super().__init__(f"protocol.{option}: {problem}" + (f" ({fix})" if fix else ""))
+
+
 class UnknownNameError(CtxbenchError, KeyError):
     """A task/backend/metric/loader name that is not registered; carries close matches."""
 

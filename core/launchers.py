@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cell import CellSpec
+from .cell import Cell
 from .errors import CtxbenchError
 from .results import CellResult, write_result
 from .runner import Runner, RunOptions, _error_info
@@ -105,7 +105,7 @@ def detect_shard(shard: str | None = None, world_size: int | None = None,
     return Shard(rank, world, source)
 
 
-def order_cells(cells: list[CellSpec]) -> list[CellSpec]:
+def order_cells(cells: list[Cell]) -> list[Cell]:
     """Canonical order: by backend (name, arguments), then task, then cell id.
 
     Independent of the order backends and tasks were given in, so every rank
@@ -115,7 +115,7 @@ def order_cells(cells: list[CellSpec]) -> list[CellSpec]:
                                         c.task, c.cell_id))
 
 
-def partition(cells: list[CellSpec], rank: int, world: int) -> list[CellSpec]:
+def partition(cells: list[Cell], rank: int, world: int) -> list[Cell]:
     """Rank ``rank``'s share: a contiguous block of the canonical order.
 
     Blocks differ in size by at most one cell; because a backend's cells are
@@ -197,7 +197,7 @@ class CellWorker:
 
     def __init__(self, options: dict[str, Any], tasks: dict[str, Any], name: str, args: dict):
         from .device import resolve_device
-        from .plugins import load_plugins
+        from .plugin_host import load_plugins
         from .runner import BackendSession
         opts = RunOptions(**options)
         opts.device = resolve_device(opts.device)
@@ -207,7 +207,7 @@ class CellWorker:
         self.runner = Runner(load_plugins(), opts)
         self.session = BackendSession(self.runner, name, args)
 
-    def run(self, cell: CellSpec) -> dict[str, Any]:
+    def run(self, cell: Cell) -> dict[str, Any]:
         return self.session.run(cell, self.tasks[cell.task]).to_json()
 
     def pid(self) -> int:
@@ -249,12 +249,12 @@ def run_ray(host, tasks: list, backends: list[tuple[str, dict]], options: RunOpt
     runner = Runner(host, replace(options, use_cache=False))  # driver: skip checks and writes only
     task_by_name = {t.name: t for t in tasks}
     cells = runner.cells(tasks, backends)
-    groups: dict[tuple, list[CellSpec]] = {}
+    groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.backend, cell.backend_args), []).append(cell)
 
     results: list[CellResult] = []
-    todo: dict[tuple, list[CellSpec]] = {}
+    todo: dict[tuple, list[Cell]] = {}
     for key, group in groups.items():
         for cell, done in zip(group, runner.existing(group, task_by_name)):
             if done is not None:
@@ -276,7 +276,7 @@ def run_ray(host, tasks: list, backends: list[tuple[str, dict]], options: RunOpt
     try:
         Worker = ray.remote(CellWorker)
         payload = _options_payload(options)
-        pending: dict[Any, tuple[CellSpec, Any]] = {}
+        pending: dict[Any, tuple[Cell, Any]] = {}
         left: dict[Any, int] = {}
         actors = []
         for (name, args_items), group in todo.items():
@@ -309,7 +309,7 @@ def run_ray(host, tasks: list, backends: list[tuple[str, dict]], options: RunOpt
     return results
 
 
-def _collect(ray, ref, cell: CellSpec, runner: Runner, task, max_retries: int) -> CellResult:
+def _collect(ray, ref, cell: Cell, runner: Runner, task, max_retries: int) -> CellResult:
     """The result behind ``ref``; worker loss beyond the retries becomes a failed result."""
     try:
         return CellResult.from_json(ray.get(ref))

@@ -15,7 +15,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .atomic import write_text
+from .io.atomic import write_text
 from .results import CellResult, MetricValue, iter_results
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")

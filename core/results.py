@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json
+from .io.atomic import write_json
 from .errors import CtxbenchError
 
 SCHEMA_VERSION = 1

@@ -28,18 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .atomic import write_json
+from .io.atomic import write_json
 from .cache import EmbeddingCache
 from . import distributed
-from .cell import CellSpec, backend_label
+from .cell import Cell, backend_label
 from .encoder import CachedEncoder
 from .errors import CtxbenchError, DataNotFound
-from .families.base import EvalRequest
-from .plugins import PluginHost
+from .families.contract import EvalRequest
+from .plugin_host import PluginHost
 from .results import (CellResult, library_versions, now_iso, read_result,
                       result_path, write_result)
-from .specs import LoadContext
-from .taskspec import TaskSpec
+from .registrations import LoadContext
+from .task_config import TaskConfig
 
 
 @dataclass
@@ -74,11 +74,11 @@ class Runner:
         self._versions = library_versions()
 
     # -- cells -----------------------------------------------------------------
-    def cells(self, tasks: list[TaskSpec], backends: list[tuple[str, dict]]) -> list[CellSpec]:
-        return [CellSpec.make(b, args, t, self.opt.seed, self.opt.limit)
+    def cells(self, tasks: list[TaskConfig], backends: list[tuple[str, dict]]) -> list[Cell]:
+        return [Cell.make(b, args, t, self.opt.seed, self.opt.limit)
                 for b, args in backends for t in tasks]
 
-    def _existing(self, cell: CellSpec, task: TaskSpec) -> CellResult | None:
+    def _existing(self, cell: Cell, task: TaskConfig) -> CellResult | None:
         """The valid result of ``cell`` if one exists (status ok, same dataset revision)."""
         if self.opt.rerun:
             return None
@@ -104,14 +104,14 @@ class Runner:
         return result
 
     @staticmethod
-    def dataset_revision(task: TaskSpec, dataset: Any) -> str | None:
+    def dataset_revision(task: TaskConfig, dataset: Any) -> str | None:
         """``dataset.dataset_revision`` if the loader sets it, else ``options['revision']``."""
         rev = getattr(dataset, "dataset_revision", None)
         if rev is None:
             rev = task.options.get("revision")
         return None if rev is None else str(rev)
 
-    def existing(self, cells: list[CellSpec], tasks: dict[str, TaskSpec]) -> list[CellResult | None]:
+    def existing(self, cells: list[Cell], tasks: dict[str, TaskConfig]) -> list[CellResult | None]:
         """Reusable results for ``cells`` (None where a cell must run). Data-parallel
         ranks agree: a cell is reused only if every rank sees its result."""
         found = [self._existing(c, tasks[c.task]) for c in cells]
@@ -120,7 +120,7 @@ class Runner:
             found = [r if ok else None for r, ok in zip(found, agreed)]
         return found
 
-    def _base_result(self, cell: CellSpec, task: TaskSpec, status: str) -> CellResult:
+    def _base_result(self, cell: Cell, task: TaskConfig, status: str) -> CellResult:
         return CellResult(cell_id=cell.cell_id, status=status, task=task.name,
                           task_hash=task.hash, task_version=task.version, family=task.family,
                           backend=cell.backend, backend_args=cell.args,
@@ -128,7 +128,7 @@ class Runner:
                           limit=self.opt.limit, versions=self._versions, timestamp=now_iso())
 
     # -- datasets --------------------------------------------------------------
-    def _dataset(self, task: TaskSpec) -> Any:
+    def _dataset(self, task: TaskConfig) -> Any:
         """Load once per run; a DataNotFound/other error is remembered and re-raised."""
         if task.name not in self._datasets:
             loader = self.host.loaders.get(task.loader)
@@ -143,12 +143,12 @@ class Runner:
         return value
 
     # -- main loop -------------------------------------------------------------
-    def run(self, tasks: list[TaskSpec], backends: list[tuple[str, dict]],
-            cells: list[CellSpec] | None = None) -> list[CellResult]:
+    def run(self, tasks: list[TaskConfig], backends: list[tuple[str, dict]],
+            cells: list[Cell] | None = None) -> list[CellResult]:
         """Run ``cells`` (default: every backend x task) and return their results."""
         task_by_name = {t.name: t for t in tasks}
         cells = cells if cells is not None else self.cells(tasks, backends)
-        by_backend: dict[tuple, list[CellSpec]] = {}
+        by_backend: dict[tuple, list[Cell]] = {}
         for cell in cells:
             by_backend.setdefault((cell.backend, cell.backend_args), []).append(cell)
         results: list[CellResult] = []
@@ -165,17 +165,17 @@ class Runner:
                 results.extend(self._run_backend(name, dict(args_items), todo, task_by_name))
         return results
 
-    def _run_backend(self, name: str, args: dict, cells: list[CellSpec],
-                     tasks: dict[str, TaskSpec]) -> list[CellResult]:
+    def _run_backend(self, name: str, args: dict, cells: list[Cell],
+                     tasks: dict[str, TaskConfig]) -> list[CellResult]:
         session = BackendSession(self, name, args)
         return [session.run(cell, tasks[cell.task]) for cell in cells]
 
-    def _failed_load(self, cell: CellSpec, task: TaskSpec, exc: BaseException) -> CellResult:
+    def _failed_load(self, cell: Cell, task: TaskConfig, exc: BaseException) -> CellResult:
         r = self._base_result(cell, task, "failed")
         r.error = _error_info(exc)
         return self._write(r)
 
-    def _run_cell(self, cell: CellSpec, task: TaskSpec, encoder: CachedEncoder,
+    def _run_cell(self, cell: Cell, task: TaskConfig, encoder: CachedEncoder,
                   fingerprint: str, load_seconds: float) -> CellResult:
         result = self._base_result(cell, task, "ok")
         result.fingerprint = fingerprint
@@ -250,13 +250,13 @@ class BackendSession:
                                      progress=opt.progress, label=self.label,
                                      flush_rows=opt.flush_rows, data_parallel=opt.data_parallel)
 
-    def run(self, cell: CellSpec, task: TaskSpec) -> CellResult:
+    def run(self, cell: Cell, task: TaskConfig) -> CellResult:
         if self.error is not None:
             return self.runner._failed_load(cell, task, self.error)
         return self.runner._run_cell(cell, task, self.encoder, self.fingerprint, self.load_seconds)
 
 
-def write_manifest(output_dir: Path, tasks: list[TaskSpec], backends: list[tuple[str, dict]],
+def write_manifest(output_dir: Path, tasks: list[TaskConfig], backends: list[tuple[str, dict]],
                    results: list[CellResult], seconds: float, options: RunOptions) -> None:
     """Run-level record (versions, task hashes, seeds, timings) next to the results,
     at ``options.manifest_name`` (each shard writes its own); not written by ranks

@@ -11,7 +11,7 @@ under the name :data:`ARCH`: a ViT with 8-pixel patches on 64x64 images and a
 4-layer text transformer using open_clip's own BPE tokenizer (its vocabulary ships
 inside the open_clip package, so nothing is downloaded).
 
-Data: image-text pairs drawn from :mod:`ctxbench.synth.world` with
+Data: image-text pairs drawn from :mod:`ctxbench.synthetic_world` with
 ``rng_for("train/toy_clip", seed)``; the held-out retrieval set uses
 ``rng_for("train/toy_clip/heldout", seed)``. Evaluation datasets draw from
 ``eval/...`` purposes, which are independent streams whatever the integer seed,
@@ -59,8 +59,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import write_bytes, write_json
-from .synth import world
+from .io.atomic import write_bytes, write_json
+from . import synthetic_world as world
 
 ARCH = "ctxbench-toy-clip"
 WEIGHTS_FILE = "toy_clip.safetensors"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 
 
 @hookimpl

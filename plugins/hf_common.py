@@ -243,7 +243,7 @@ def _load_memo() -> dict:
 
 def _save_memo(memo: dict) -> None:
     try:
-        from ctxbench.atomic import write_json
+        from ctxbench.io.atomic import write_json
         write_json(_memo_path(), memo)
     except OSError:
         pass  # the memo only saves time

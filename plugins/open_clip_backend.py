@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from ctxbench.backend import BackendSpec, Capabilities
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 
 from . import hf_common as hc
 
@@ -108,7 +108,7 @@ class OpenClipBackend(hc.DualEncoderMixin):
             raise hc.ModelLoadError("open_clip needs --backend-arg arch=<architecture> (see "
                                     "open_clip.list_models()) or model_config=<arch>.json")
         if arch not in open_clip.list_models():
-            from ctxbench.registry import close_matches
+            from ctxbench.name_registry import close_matches
             near = close_matches(arch, open_clip.list_models())
             raise hc.ModelLoadError(f"arch={arch!r} is not an open_clip architecture"
                                     + (f" (did you mean {', '.join(near)}?)" if near else "")

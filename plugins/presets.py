@@ -21,7 +21,7 @@ import yaml
 
 from ctxbench.backend import BackendSpec
 from ctxbench.errors import TaskConfigError
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 
 CATALOGUE = Path(__file__).with_name("presets.yaml")
 ENV_VAR = "CTXBENCH_PRESETS"

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ctxbench.backend import BackendSpec, Capabilities
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 from ctxbench.inputs import context_key, pil_key, text_key
 
 PLUGIN_VERSION = "1"

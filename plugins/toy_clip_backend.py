@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ctxbench.backend import BackendSpec
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 
 MODEL_DIR = Path(__file__).resolve().parent / "toy_clip"
 PASSED_ARGS = ("dtype", "context_fusion", "fusion_weight")

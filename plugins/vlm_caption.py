@@ -36,9 +36,9 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ctxbench.atomic import atomic_path
+from ctxbench.io.atomic import atomic_path
 from ctxbench.backend import BackendSpec, Capabilities
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 from ctxbench.inputs import context_key, pil_key
 
 from . import hf_common as hc

@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 
 from ctxbench.backend import BackendSpec, Capabilities
-from ctxbench.hookspecs import hookimpl
+from ctxbench.hooks import hookimpl
 
 from . import hf_common as hc
 

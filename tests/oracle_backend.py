@@ -1,6 +1,6 @@
 """A test-only backend that knows the synthetic world's generator (not a test file).
 
-``OracleBackend(dataset)`` for a dataset from ``ctxbench.synth.context_retrieval.build``:
+``OracleBackend(dataset)`` for a dataset from ``ctxbench.families.context_retrieval.synthetic.build``:
 it recognises images by their pixels (``pil_key`` of the rendered image -> Scene) and
 contexts by their text (``Story.context_text()`` -> story attributes). The vocabulary
 is every query text ``query_text`` can produce for any (image, story, level) of the
@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 
 from ctxbench.backend import Capabilities
-from ctxbench.datasets.context_retrieval import LEVELS, ContextRetrievalDataset
+from ctxbench.families.context_retrieval.data import LEVELS, ContextRetrievalDataset
 from ctxbench.inputs import pil_key
-from ctxbench.synth.context_retrieval import query_text
+from ctxbench.families.context_retrieval.synthetic import query_text
 
 
 class OracleBackend:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxbench.datasets.ava import AestheticsDataset, load_ava, load_param_sweep
+from ctxbench.families.aesthetics.data import AestheticsDataset, load_ava, load_param_sweep
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
-from ctxbench.specs import LoadContext
+from ctxbench.registrations import LoadContext
 
 TAGS = "1 Abstract\n2 Landscape\n3 Black and White\n"
 CHALLENGES = "1 Sky\n2 Portraits\n"

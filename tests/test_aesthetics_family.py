@@ -14,16 +14,16 @@ import torch
 from ctxbench.backend import Capabilities
 from ctxbench.encoder import CachedEncoder
 from ctxbench.errors import DataNotFound, TaskConfigError
-from ctxbench.families import aesthetics as fam
-from ctxbench.families.aesthetics_heads import (TagAwareHead, emd_loss, paper_loss, rank_pairs,
+from ctxbench.families.aesthetics import evaluator as fam
+from ctxbench.families.aesthetics.heads import (TagAwareHead, emd_loss, paper_loss, rank_pairs,
                                                 ranking_loss)
-from ctxbench.families.base import EvalRequest
+from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import pil_key
-from ctxbench.metrics import quality as Q
-from ctxbench.specs import LoadContext
-from ctxbench.synth import aesthetics as syn
-from ctxbench.synth import world
-from ctxbench.taskspec import parse_task
+from ctxbench.families.aesthetics import metrics as Q
+from ctxbench.registrations import LoadContext
+from ctxbench.families.aesthetics import synthetic as syn
+from ctxbench import synthetic_world as world
+from ctxbench.task_config import parse_task
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks" / "aesthetics"
 FAST = {"n_resamples": 200, "epochs": 60}
@@ -293,7 +293,7 @@ def test_sweep_zero_shot_only_and_errors():
 
 # ----------------------------------------------------------------------------- tasks
 def test_task_files_validate_and_real_data_skips(tmp_path, monkeypatch):
-    from ctxbench.plugins import load_plugins
+    from ctxbench.plugin_host import load_plugins
     host = load_plugins(entry_points=False)
     monkeypatch.setenv("CTXBENCH_DATA", str(tmp_path))
     specs = {p.stem: parse_task(p, host.families, host.loaders) for p in TASKS.glob("*.yaml")}

@@ -1,4 +1,4 @@
-"""Quality metrics (ctxbench.metrics.quality) against scipy.stats and hand computations."""
+"""Quality metrics (ctxbench.families.aesthetics.metrics) against scipy.stats and hand computations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ctxbench.metrics import quality as Q
+from ctxbench.families.aesthetics import metrics as Q
 
 
 @pytest.fixture

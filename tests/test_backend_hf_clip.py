@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ctxbench.encoder import CachedEncoder
-from ctxbench.synth.context_retrieval import build
+from ctxbench.families.context_retrieval.synthetic import build
 from ctxbench.testing import tiny_models
 from ctxbench_plugins import hf_common
 from ctxbench_plugins.hf_clip import make_hf_clip

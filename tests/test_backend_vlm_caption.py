@@ -10,7 +10,7 @@ import torch
 
 from ctxbench.encoder import CachedEncoder
 from ctxbench.inputs import context_key, pil_key
-from ctxbench.synth.context_retrieval import build
+from ctxbench.families.context_retrieval.synthetic import build
 from ctxbench.testing import tiny_models
 from ctxbench_plugins import hf_common
 from ctxbench_plugins.text_embedder import TextEmbedder

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ctxbench.encoder import CachedEncoder
-from ctxbench.synth.context_retrieval import build
+from ctxbench.families.context_retrieval.synthetic import build
 from ctxbench.testing import tiny_models
 from ctxbench_plugins import hf_common
 from ctxbench_plugins.vlm_embed import IMAGE, fill, make_vlm_embed

@@ -10,7 +10,7 @@ from ctxbench.cache import EmbeddingCache
 from ctxbench.encoder import CachedEncoder
 from ctxbench.errors import BackendOutputError, CapabilityError
 from ctxbench.inputs import ImageRef
-from ctxbench.synth.world import render, rng_for, sample_scene, scene_ref
+from ctxbench.synthetic_world import render, rng_for, sample_scene, scene_ref
 from ctxbench_plugins.random_backend import RandomBackend
 
 

@@ -195,7 +195,7 @@ def installed_example(tmp_path_factory):
 
 
 def test_example_plugin_registers_and_passes(installed_example):
-    from ctxbench.plugins import load_plugins
+    from ctxbench.plugin_host import load_plugins
     host = load_plugins()
     assert "colour-histogram" in host.backends, [f.error for f in host.failures]
     spec = host.backends.get("colour-histogram")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ctxbench.datasets.context_retrieval import LEVELS, load_json
+from ctxbench.families.context_retrieval.data import LEVELS, load_json
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
-from ctxbench.synth import context_retrieval as synth_cr
+from ctxbench.families.context_retrieval import synthetic as synth_cr
 
 from oracle_backend import OracleBackend
 

@@ -7,9 +7,9 @@ import torch
 
 from ctxbench.backend import Capabilities
 from ctxbench.encoder import CachedEncoder
-from ctxbench.families import context_retrieval as cr
-from ctxbench.families.base import EvalRequest
-from ctxbench.synth.context_retrieval import build
+from ctxbench.families.context_retrieval import evaluator as cr
+from ctxbench.families.contract import EvalRequest
+from ctxbench.families.context_retrieval.synthetic import build
 from ctxbench_plugins.random_backend import RandomBackend
 from oracle_backend import OracleBackend
 

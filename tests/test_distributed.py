@@ -16,7 +16,7 @@ from ctxbench import distributed
 from ctxbench.backend import Capabilities
 from ctxbench.cache import EmbeddingCache
 from ctxbench.encoder import CachedEncoder
-from ctxbench.synth.world import rng_for, sample_scene, scene_ref
+from ctxbench.synthetic_world import rng_for, sample_scene, scene_ref
 
 WORLD = 2
 
@@ -129,11 +129,11 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         except Exception as exc:
             report["phase3"] = f"{type(exc).__name__}: {exc}"
         # phase 4: the runner on a real embedded task; only rank 0 writes
-        from ctxbench.plugins import load_plugins
+        from ctxbench.plugin_host import load_plugins
         from ctxbench.runner import Runner, RunOptions
-        from ctxbench.taskregistry import TaskRegistry
+        from ctxbench.task_catalog import TaskCatalog
         host = load_plugins()
-        tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(
+        tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(
             ["context_retrieval_synthetic"])
         opts = RunOptions(output_dir=os.path.join(tmp, "dp_out"), cache_dir=os.path.join(tmp, "dpc"),
                           progress=False, data_parallel=True, write_results=rank == 0,
@@ -218,12 +218,12 @@ def test_failure_on_one_rank_raises_on_all(two_ranks):
 
 def test_runner_data_parallel_matches_single_process(two_ranks, tmp_path):
     tmp, reports, _ = two_ranks
-    from ctxbench.plugins import load_plugins
+    from ctxbench.plugin_host import load_plugins
     from ctxbench.results import iter_results
     from ctxbench.runner import Runner, RunOptions
-    from ctxbench.taskregistry import TaskRegistry
+    from ctxbench.task_catalog import TaskCatalog
     host = load_plugins()
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(
         ["context_retrieval_synthetic"])
     (single,) = Runner(host, RunOptions(output_dir=tmp_path / "o", cache_dir=tmp_path / "c",
                                         progress=False, log=lambda m: None)).run(

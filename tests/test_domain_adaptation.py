@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from ctxbench.backend import Capabilities
-from ctxbench.datasets.domain import DomainDataset, DomainSplit
+from ctxbench.families.domain_adaptation.data import DomainDataset, DomainSplit
 from ctxbench.encoder import CachedEncoder
-from ctxbench.families import domain_adaptation as da
-from ctxbench.families.base import EvalRequest
+from ctxbench.families.domain_adaptation import evaluator as da
+from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import ImageRef, pil_key
 
 K, D = 6, 32
@@ -230,7 +230,7 @@ class ShapeOracle:
     capabilities = Capabilities()
 
     def __init__(self, ds):
-        from ctxbench.synth.world import SHAPES, STYLES
+        from ctxbench.synthetic_world import SHAPES, STYLES
         self.shapes, self.styles = list(SHAPES), list(STYLES)
         self.dim = len(SHAPES) + len(STYLES) + 1
         self.scene_of = {}
@@ -261,7 +261,7 @@ class ShapeOracle:
 
 @pytest.fixture(scope="module")
 def small_synth():
-    from ctxbench.synth.domain import build
+    from ctxbench.families.domain_adaptation.synthetic import build
     return build(domains=("flat", "line_drawing", "photo"), per_class={"train": 3, "val": 1, "test": 2}, seed=0)
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxbench.datasets import domain as dd
+from ctxbench.families.domain_adaptation import data as dd
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
-from ctxbench.specs import LoadContext
-from ctxbench.synth import domain as sd
-from ctxbench.synth.world import SHAPES, STYLES
+from ctxbench.registrations import LoadContext
+from ctxbench.families.domain_adaptation import synthetic as sd
+from ctxbench.synthetic_world import SHAPES, STYLES
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks" / "domain_adaptation"
 
@@ -237,8 +237,8 @@ def test_synthetic_quality_mix_is_respected():
 
 # ----------------------------------------------------------------------------- task files
 def test_task_files_parse_with_known_options_and_real_ones_skip_with_instructions(tmp_path, monkeypatch):
-    from ctxbench.families import domain_adaptation as da
-    from ctxbench.taskspec import parse_task
+    from ctxbench.families.domain_adaptation import evaluator as da
+    from ctxbench.task_config import parse_task
 
     monkeypatch.setenv("CTXBENCH_DATA", str(tmp_path / "empty"))
     loaders = {spec.name: spec for spec in da.ctxbench_dataset_loaders()}

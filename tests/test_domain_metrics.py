@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctxbench.metrics.domain import (class_stratified_bootstrap, mean_per_class_accuracy,
+from ctxbench.families.domain_adaptation.metrics import (class_stratified_bootstrap, mean_per_class_accuracy,
                                      per_class_accuracy, top1_accuracy)
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ctxbench import safe_pickle
-from ctxbench.datasets import epic
+from ctxbench.io import safe_pickle
+from ctxbench.families.multi_instance_retrieval import data as epic
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/epic100"

@@ -15,23 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from ctxbench.cell import CellSpec
+from ctxbench.cell import Cell
 from ctxbench.errors import CtxbenchError
 from ctxbench.launchers import (add_launcher_arguments, backend_resources, detect_shard,
                                 order_cells, parse_resource_args, partition, ray_available,
                                 run_cells)
 from ctxbench.leaderboard import latest_results
-from ctxbench.plugins import load_plugins
+from ctxbench.plugin_host import load_plugins
 from ctxbench.runner import Runner, RunOptions
-from ctxbench.taskregistry import TaskRegistry
+from ctxbench.task_catalog import TaskCatalog
 from distutil import make_dist
 
 TASKS = ["multi_instance_retrieval_synthetic"]
 BACKENDS = [("random", {"dim": 16}), ("random", {"dim": 32}), ("random", {"dim": 48})]
 
 
-def fake_cells(n_backends: int, n_tasks: int) -> list[CellSpec]:
-    return [CellSpec(f"b{b % 3}", (("k", b),), f"task{t}", f"h{t}")
+def fake_cells(n_backends: int, n_tasks: int) -> list[Cell]:
+    return [Cell(f"b{b % 3}", (("k", b),), f"task{t}", f"h{t}")
             for b in range(n_backends) for t in range(n_tasks)]
 
 
@@ -133,14 +133,14 @@ def test_launcher_argument_conflicts(tmp_path):
 SHARD_SCRIPT = textwrap.dedent('''
     import argparse, sys
     from ctxbench.launchers import add_launcher_arguments, run_cells
-    from ctxbench.plugins import load_plugins
+    from ctxbench.plugin_host import load_plugins
     from ctxbench.runner import RunOptions, write_manifest
-    from ctxbench.taskregistry import TaskRegistry
+    from ctxbench.task_catalog import TaskCatalog
     out, cache = sys.argv[1], sys.argv[2]
     p = argparse.ArgumentParser(); add_launcher_arguments(p)
     args = p.parse_args(sys.argv[3:])
     host = load_plugins()
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select({tasks!r})
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select({tasks!r})
     opts = RunOptions(output_dir=out, cache_dir=cache, progress=False)
     results = run_cells(host, tasks, {backends!r}, opts, args)
     write_manifest(out, tasks, {backends!r}, results, 0.0, opts)
@@ -149,7 +149,7 @@ SHARD_SCRIPT = textwrap.dedent('''
 
 def local_metrics(tmp_path):
     host = load_plugins()
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(TASKS)
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(TASKS)
     opts = RunOptions(output_dir=tmp_path / "local", cache_dir=tmp_path / "local_cache",
                       progress=False, log=lambda m: None)
     results = Runner(host, opts).run(tasks, BACKENDS)
@@ -185,7 +185,7 @@ def test_two_shards_in_parallel_equal_local(tmp_path):
 RAY_PLUGIN = textwrap.dedent('''
     import os, signal
     from ctxbench.backend import BackendSpec
-    from ctxbench.hookspecs import hookimpl
+    from ctxbench.hooks import hookimpl
     from ctxbench_plugins.random_backend import RandomBackend
 
     class Killer(RandomBackend):
@@ -220,12 +220,12 @@ RAY_PLUGIN = textwrap.dedent('''
 RAY_SCRIPT = textwrap.dedent('''
     import json, sys, time
     from ctxbench.launchers import run_ray
-    from ctxbench.plugins import load_plugins
+    from ctxbench.plugin_host import load_plugins
     from ctxbench.runner import Runner, RunOptions
-    from ctxbench.taskregistry import TaskRegistry
+    from ctxbench.task_catalog import TaskCatalog
     tmp = sys.argv[1]
     host = load_plugins()
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(
         ["multi_instance_retrieval_synthetic"])
     backends = [("random", {{"dim": 16}}), ("random", {{"dim": 32}}), ("killer", {{}}), ("faulty", {{}})]
     metrics = lambda rs: {{r.backend_label: {{k: v.to_json() for k, v in r.metrics.items()}}
@@ -327,10 +327,10 @@ def test_ray_deterministic_error_is_recorded_not_retried(ray_report):
 def revision_plugin(task_dir, rev_file):
     """A tiny family + loader whose dataset carries ``dataset_revision`` (read from a file)."""
     import types
-    from ctxbench.families.base import FamilyOutput
-    from ctxbench.hookspecs import hookimpl
+    from ctxbench.families.contract import FamilyOutput
+    from ctxbench.hooks import hookimpl
     from ctxbench.results import MetricValue
-    from ctxbench.specs import FamilySpec, LoaderSpec
+    from ctxbench.registrations import FamilySpec, LoaderSpec
 
     def load(options, ctx):
         return types.SimpleNamespace(
@@ -359,7 +359,7 @@ def test_dataset_revision_is_recorded_and_a_change_recomputes(tmp_path, source):
     if source == "attribute":
         rev_file.write_text("abc123")
     host = load_plugins(extra_plugins=(revision_plugin(task_dir, rev_file),))
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(["revtask"])
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(["revtask"])
     logs = []
     opts = RunOptions(output_dir=tmp_path / "out", use_cache=False, progress=False, log=logs.append)
     (first,) = Runner(host, opts).run(tasks, [("random", {})])
@@ -375,6 +375,6 @@ def test_dataset_revision_is_recorded_and_a_change_recomputes(tmp_path, source):
         assert changed.versions["dataset_revision"] == "def456"
     else:                       # a new pinned revision is a new task hash, so a new cell
         (task_dir / "rev.yaml").write_text((task_dir / "rev.yaml").read_text().replace("v1", "v2"))
-        tasks2 = TaskRegistry(host.task_dirs, host.families, host.loaders).select(["revtask"])
+        tasks2 = TaskCatalog(host.task_dirs, host.families, host.loaders).select(["revtask"])
         (changed,) = Runner(host, opts).run(tasks2, [("random", {})])
         assert changed.cell_id != first.cell_id and changed.versions["dataset_revision"] == "v2"

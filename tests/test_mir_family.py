@@ -11,18 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from ctxbench import safe_pickle
+from ctxbench.io import safe_pickle
 from ctxbench.backend import Capabilities
 from ctxbench.encoder import CachedEncoder
 from ctxbench.errors import CtxbenchError, DataNotFound
-from ctxbench.export_epic import export_submission
-from ctxbench.families import multi_instance_retrieval as mir
-from ctxbench.families.base import EvalRequest
+from ctxbench.families.multi_instance_retrieval.export import export_submission
+from ctxbench.families.multi_instance_retrieval import evaluator as mir
+from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import ImageRef, pil_key
-from ctxbench.metrics import mir_map
-from ctxbench.specs import LoadContext
-from ctxbench.synth import kitchen
-from ctxbench.synth.world import MOTIONS, SHAPES
+from ctxbench.families.multi_instance_retrieval.metrics import mir_map
+from ctxbench.registrations import LoadContext
+from ctxbench.families.multi_instance_retrieval import synthetic as kitchen
+from ctxbench.synthetic_world import MOTIONS, SHAPES
 from ctxbench_plugins.random_backend import RandomBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,13 +279,13 @@ def test_video_backend_receives_whole_clips(dataset):
 
 # ----------------------------------------------------------------------------- tasks
 def test_task_files_are_valid_and_in_group_all(tmp_path, monkeypatch):
-    from ctxbench.plugins import load_plugins
-    from ctxbench.taskregistry import TaskRegistry
+    from ctxbench.plugin_host import load_plugins
+    from ctxbench.task_catalog import TaskCatalog
 
     monkeypatch.setenv("CTXBENCH_DATA", str(tmp_path))
     host = load_plugins(entry_points=False)
     assert "multi_instance_retrieval" in host.families
-    registry = TaskRegistry([REPO / "tasks"], host.families, host.loaders)
+    registry = TaskCatalog([REPO / "tasks"], host.families, host.loaders)
     ours = [p for p in registry.invalid if p.parent.name == "multi_instance_retrieval"]
     assert not ours, {str(p): str(e) for p, e in registry.invalid.items()}
     groups = registry.groups()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctxbench.metrics import mir_map, mir_ndcg
-from ctxbench.metrics.mir import (mir_map_per_query, mir_ndcg_per_query, mir_per_query,
+from ctxbench.families.multi_instance_retrieval.metrics import mir_map, mir_ndcg
+from ctxbench.families.multi_instance_retrieval.metrics import (mir_map_per_query, mir_ndcg_per_query, mir_per_query,
                                   mir_scores)
 
 

@@ -5,13 +5,13 @@ import textwrap
 
 import pytest
 
-from ctxbench.plugins import load_plugins
+from ctxbench.plugin_host import load_plugins
 from distutil import make_dist, run_cli
 
 PLUGIN_SRC = textwrap.dedent('''
     import torch
     from ctxbench.backend import BackendSpec, Capabilities
-    from ctxbench.hookspecs import hookimpl
+    from ctxbench.hooks import hookimpl
 
     class Const:
         capabilities = Capabilities(normalized=True)
@@ -60,7 +60,7 @@ def test_third_party_backend_runs_through_the_cli(third_party, tmp_path):
 def test_hook_that_raises_is_isolated():
     class Bad:
         __name__ = "bad_plugin"
-        from ctxbench.hookspecs import hookimpl
+        from ctxbench.hooks import hookimpl
 
         @hookimpl
         def ctxbench_backends(self):
@@ -73,7 +73,7 @@ def test_hook_that_raises_is_isolated():
 
 def test_wrong_record_type_is_reported():
     class Wrong:
-        from ctxbench.hookspecs import hookimpl
+        from ctxbench.hooks import hookimpl
 
         @hookimpl
         def ctxbench_backends(self):

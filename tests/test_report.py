@@ -22,7 +22,19 @@ from PIL import Image
 
 from ctxbench.report import backend_colors, esc, render_html, write_report
 from ctxbench.report.colors import PALETTE
-from ctxbench.report.plots import PLOTS, TaskData, make_plots, plot_for
+from ctxbench.name_registry import Registry
+from ctxbench.registrations import FamilySpec
+from ctxbench.report.drawing import TaskData
+from ctxbench.report.plots import family_plots
+from ctxbench.report.plots import make_plots as _make_plots
+
+
+def make_plots(data):
+    """The plots the installed family declares for ``data.family`` (headline plot if none)."""
+    from ctxbench.plugin_host import load_plugins
+    families = load_plugins(entry_points=False).families
+    spec = families.get(data.family) if data.family in families else None
+    return _make_plots(data, family_plots(spec))
 from ctxbench.results import CellResult, MetricValue, write_result
 
 LEVELS = ("L1", "L2", "L3", "L4")
@@ -340,7 +352,7 @@ def test_family_plots_show_the_numbers_they_were_given():
 
 
 def test_mir_metric_names():
-    from ctxbench.report.plots_multi_instance_retrieval import _mir_parse
+    from ctxbench.families.multi_instance_retrieval.plots import _mir_parse
     assert _mir_parse("map_v2t") == ("", "mAP", "v2t")
     assert _mir_parse("ndcg_avg") == ("", "nDCG", "avg")
     assert _mir_parse("tta/t2v/mAP") == ("tta", "mAP", "t2v")
@@ -365,18 +377,17 @@ def test_missing_inputs_skip_with_a_note_and_broken_plots_never_break_the_page()
     assert plot.title == "Headline metrics" and bars(plot.figure.axes[0]) == {"m": pytest.approx([0.7])}
 
     # a plot function that raises is reported in the page; the rest still renders
-    @plot_for("exploding_family")
     def explode(data):
         raise ValueError("boom <b>")
         yield  # pragma: no cover
 
-    try:
-        r = cell("t", "exploding_family", "m", metrics={"s": mv(0.3)}, headline=["s"])
-        page = render_html([r])
-        assert "plot failed: ValueError: boom &lt;b&gt;" in page
-        assert "0.300 [0.250, 0.350]" in page
-    finally:
-        PLOTS.pop("exploding_family")
+    families = Registry("family")
+    families.add("exploding_family", FamilySpec("exploding_family", evaluate=lambda req: None,
+                                                plots=lambda: (explode,)))
+    r = cell("t", "exploding_family", "m", metrics={"s": mv(0.3)}, headline=["s"])
+    page = render_html([r], families=families)
+    assert "plot failed: ValueError: boom &lt;b&gt;" in page
+    assert "0.300 [0.250, 0.350]" in page
 
 
 def test_names_render_literally_in_plots():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctxbench.metrics.retrieval import recall_at_k
+from ctxbench.families.context_retrieval.metrics import recall_at_k
 
 
 def test_recall_hand_cases():

@@ -11,16 +11,16 @@ import time
 import pytest
 
 from ctxbench.leaderboard import md_escape, render_markdown, latest_results
-from ctxbench.plugins import load_plugins
+from ctxbench.plugin_host import load_plugins
 from ctxbench.results import read_result
 from ctxbench.runner import Runner, RunOptions
-from ctxbench.taskregistry import TaskRegistry
+from ctxbench.task_catalog import TaskCatalog
 from distutil import make_dist, run_cli
 
 EXTRA = textwrap.dedent('''
     import os, time, torch
     from ctxbench.backend import BackendSpec
-    from ctxbench.hookspecs import hookimpl
+    from ctxbench.hooks import hookimpl
     from ctxbench_plugins.random_backend import RandomBackend
 
     class Slow(RandomBackend):
@@ -53,7 +53,7 @@ def extra(tmp_path, monkeypatch):
 
 def task_and_host():
     host = load_plugins()
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders)
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders)
     return host, tasks
 
 
@@ -106,11 +106,11 @@ def test_results_schema_and_reuse(extra, tmp_path, cache_dir):
 def test_sigkill_mid_run_resumes_without_recomputing(extra, tmp_path, cache_dir):
     script = textwrap.dedent(f'''
         import sys
-        from ctxbench.plugins import load_plugins
+        from ctxbench.plugin_host import load_plugins
         from ctxbench.runner import Runner, RunOptions
-        from ctxbench.taskregistry import TaskRegistry
+        from ctxbench.task_catalog import TaskCatalog
         host = load_plugins()
-        tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(["context_retrieval_synthetic"])
+        tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(["context_retrieval_synthetic"])
         opts = RunOptions(output_dir=sys.argv[1], cache_dir=sys.argv[2], progress=False, flush_rows=16,
                           log=lambda m: None)
         Runner(host, opts).run(tasks, [("slow_random", {{}})])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxbench.datasets.sentiment import (FI_EMOTIONS, load_folders, load_hf, load_manifest,
+from ctxbench.families.metadata_sentiment.data import (FI_EMOTIONS, load_folders, load_hf, load_manifest,
                                          parse_tags, stratified_limit, to_polarity)
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
 
@@ -234,7 +234,7 @@ def test_hf_parquet_folder(tmp_path):
 def test_hf_offline_uncached_hub_id_fails_fast(tmp_path):
     """In a fresh interpreter with HF_HUB_OFFLINE=1 and empty caches: DataNotFound at once."""
     code = ("import time; t = time.time()\n"
-            "from ctxbench.datasets.sentiment import load_hf\n"
+            "from ctxbench.families.metadata_sentiment.data import load_hf\n"
             "from ctxbench.errors import DataNotFound\n"
             "try:\n"
             "    load_hf('ctxbench-test-owner/not-a-cached-dataset')\n"

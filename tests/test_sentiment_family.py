@@ -11,16 +11,16 @@ import torch
 from torch.nn.functional import normalize
 
 from ctxbench.backend import Capabilities
-from ctxbench.datasets.sentiment import FI_EMOTIONS, POSITIVE_EMOTIONS, SentimentDataset
+from ctxbench.families.metadata_sentiment.data import FI_EMOTIONS, POSITIVE_EMOTIONS, SentimentDataset
 from ctxbench.encoder import CachedEncoder
 from ctxbench.errors import DataNotFound
-from ctxbench.families import metadata_sentiment as fam
-from ctxbench.families.base import EvalRequest
+from ctxbench.families.metadata_sentiment import evaluator as fam
+from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import ImageRef, pil_key
 from ctxbench.probe import stratified_split
-from ctxbench.specs import LoadContext
-from ctxbench.synth import sentiment as synth
-from ctxbench.synth import world
+from ctxbench.registrations import LoadContext
+from ctxbench.families.metadata_sentiment import synthetic as synth
+from ctxbench import synthetic_world as world
 from ctxbench_plugins.random_backend import RandomBackend
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks" / "metadata_sentiment"
@@ -331,8 +331,8 @@ def test_bad_protocol_is_refused():
 
 # ----------------------------------------------------------------------------- registration, YAMLs
 def test_hooks_and_task_files(tmp_path, monkeypatch):
-    from ctxbench.plugins import load_plugins
-    from ctxbench.taskspec import parse_task
+    from ctxbench.plugin_host import load_plugins
+    from ctxbench.task_config import parse_task
     host = load_plugins(entry_points=False)
     assert "metadata_sentiment" in host.families
     for loader in ("sentiment_folders", "sentiment_manifest", "sentiment_hf", "synthetic_sentiment"):

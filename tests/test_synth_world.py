@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ctxbench.inputs import pil_key
-from ctxbench.synth import world
-from ctxbench.synth.world import (GENERATOR_VERSION, MOTIONS, STYLES, Scene, SceneObject, caption,
+from ctxbench import synthetic_world as world
+from ctxbench.synthetic_world import (GENERATOR_VERSION, MOTIONS, STYLES, Scene, SceneObject, caption,
                                   describe_object, render, render_clip, rng_for, sample_scene,
                                   scene_ref, tags)
 

@@ -4,9 +4,9 @@ file, field and line, close-match suggestions."""
 import pytest
 
 from ctxbench.errors import TaskConfigError, UnknownNameError
-from ctxbench.plugins import load_plugins
-from ctxbench.taskregistry import TaskRegistry
-from ctxbench.taskspec import parse_task
+from ctxbench.plugin_host import load_plugins
+from ctxbench.task_catalog import TaskCatalog
+from ctxbench.task_config import parse_task
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_registry_groups_selection_and_invalid_files(tmp_path, host):
     write(tmp_path, GOOD.replace("my_task", "other").replace("version: 2", "version: 1\ngroups: [smoke]"),
           "o.yaml")
     write(tmp_path, "task: broken\n", "broken.yaml")
-    reg = TaskRegistry([tmp_path], host.families, host.loaders)
+    reg = TaskCatalog([tmp_path], host.families, host.loaders)
     assert sorted(reg.tasks.names()) == ["my_task", "other"]
     assert [t.name for t in reg.select(["smoke"])] == ["other"]
     assert {t.name for t in reg.select(["all"])} == {"my_task", "other"}
@@ -125,6 +125,6 @@ def test_registry_groups_selection_and_invalid_files(tmp_path, host):
 
 
 def test_shipped_tasks_all_validate(host):
-    reg = TaskRegistry(host.task_dirs, host.families, host.loaders)
+    reg = TaskCatalog(host.task_dirs, host.families, host.loaders)
     assert not reg.invalid, {str(k): str(v) for k, v in reg.invalid.items()}
     assert "context_retrieval_synthetic" in reg.tasks

@@ -21,10 +21,10 @@ import torch
 
 from ctxbench import toy
 from ctxbench.encoder import CachedEncoder
-from ctxbench.families import context_retrieval as cr
-from ctxbench.families.base import EvalRequest
-from ctxbench.synth import world
-from ctxbench.synth.context_retrieval import build
+from ctxbench.families.context_retrieval import evaluator as cr
+from ctxbench.families.contract import EvalRequest
+from ctxbench import synthetic_world as world
+from ctxbench.families.context_retrieval.synthetic import build
 from ctxbench_plugins import toy_clip_backend as tcb
 from ctxbench_plugins.open_clip_backend import OpenClipBackend
 from ctxbench_plugins.random_backend import RandomBackend

@@ -27,12 +27,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text
+from ..io.atomic import write_text
 from ..errors import CtxbenchError
 from ..leaderboard import latest_results
 from ..results import CellResult, MetricValue, now_iso
 from .colors import backend_colors
-from .plots import Plot, TaskData, figure_png, make_plots
+from .drawing import Plot, TaskData, figure_png
+from .plots import family_plots, make_plots
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -223,7 +224,7 @@ class _Page:
         if ok:
             out.append("<h3>Plots</h3>")
             data = TaskData(task, first.family, ok, self.colors)
-            for plot in make_plots(data):
+            for plot in make_plots(data, self.plot_fns(first.family)):
                 out.append(self.plot_html(plot))
         out += self.breakdown_tables(ok)
         failed = [r for r in rs if r.status == "failed"]
@@ -237,6 +238,11 @@ class _Page:
                        f'</pre></details></div>')
         out.append(self.cells_table(rs))
         return "".join(out)
+
+    def plot_fns(self, family: str):
+        """The plots the family declares (none for an unknown family: headline plot)."""
+        spec = self.families.get(family) if family in self.families else None
+        return family_plots(spec)
 
     @staticmethod
     def plot_html(plot: Plot) -> str:
@@ -390,10 +396,17 @@ class _Page:
 # ----------------------------------------------------------------------------- API
 def render_html(results: list[CellResult], manifest: dict | None = None, *,
                 problems: list[str] | None = None, title: str = "ctxbench report",
-                source: str = "", manifest_note: str = "No manifest.json was given.") -> str:
+                source: str = "", manifest_note: str = "No manifest.json was given.",
+                families=None) -> str:
     """The report page as a string (results: one per task x backend, as
-    :func:`ctxbench.leaderboard.latest_results` returns them)."""
-    return _Page(results, manifest, manifest_note, problems or [], title, source).render()
+    :func:`ctxbench.leaderboard.latest_results` returns them). ``families`` is the
+    family registry whose declared plots are drawn (default: the installed plugins')."""
+    if families is None:
+        from ..plugin_host import load_plugins
+        families = load_plugins().families
+    page = _Page(results, manifest, manifest_note, problems or [], title, source)
+    page.families = families
+    return page.render()
 
 
 def read_manifest(results_dir: Path) -> tuple[dict | None, str]:
@@ -411,7 +424,7 @@ def read_manifest(results_dir: Path) -> tuple[dict | None, str]:
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None,
-                 title: str | None = None) -> Path:
+                 title: str | None = None, families=None) -> Path:
     """Write the HTML report of a results folder; returns the file written.
 
     ``out`` defaults to ``<results_dir>.html`` beside the folder (as the markdown
@@ -426,6 +439,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None,
     manifest, note = read_manifest(results_dir)
     out = Path(out) if out else results_dir.parent / f"{results_dir.name}.html"
     page = render_html(results, manifest, problems=problems, manifest_note=note,
-                       title=title or f"ctxbench report: {results_dir.name}", source=str(results_dir))
+                       title=title or f"ctxbench report: {results_dir.name}", source=str(results_dir),
+                       families=families)
     write_text(out, page)
     return out

@@ -116,7 +116,7 @@ class ConformanceReport:
 def probe_inputs(n: int = 6, size: int = 64) -> tuple[list[Image.Image], list[str], list[str]]:
     """``n`` images (one non-square), ``n`` texts and two contexts from the world."""
     try:
-        from ..synth import world
+        from .. import synthetic_world as world
         rng = world.rng_for("conformance", 0)
         scenes = [world.sample_scene(rng) for _ in range(n)]
         images = [world.render(s, size) for s in scenes]

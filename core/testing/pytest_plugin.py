@@ -30,7 +30,7 @@ from typing import Any, Callable
 import pytest
 
 # absolute import: pytest may also collect this file by path under another module name
-from ctxbench.testing.conformance import CHECKS, FAIL, SKIP, ConformanceReport, run_conformance
+from .conformance import CHECKS, FAIL, SKIP, ConformanceReport, run_conformance
 
 _REPORTS: list[ConformanceReport] = []
 
@@ -60,7 +60,7 @@ def parse_backend_args(items: list[str]) -> dict:
 
 def resolve_backend(name: str):
     """The BackendSpec registered under ``name`` (entry points of group ``ctxbench``)."""
-    from ctxbench.plugins import load_plugins
+    from ..plugin_host import load_plugins
 
     host = load_plugins()
     return host.backends.get(name)

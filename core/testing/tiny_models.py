@@ -38,7 +38,7 @@ def world_corpus() -> list[str]:
     """Words of the synthetic world (captions, stories) plus the prompts above."""
     lines = list(PROBE_CORPUS)
     try:
-        from ctxbench.synth import world
+        from .. import synthetic_world as world
         lines += list(world.SHAPES) + list(world.COLOURS) + list(world.SIZES)
         lines += list(world.BACKGROUNDS) + list(world.TEXTURES) + list(world.LIGHTING)
         rng = world.rng_for("tiny_models/tokenizer", 0)

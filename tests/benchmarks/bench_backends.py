@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ctxbench.encoder import CachedEncoder  # noqa: E402
-from ctxbench.synth.world import caption, rng_for, sample_scene, scene_ref  # noqa: E402
+from ctxbench.synthetic_world import caption, rng_for, sample_scene, scene_ref  # noqa: E402
 from ctxbench.testing import tiny_models  # noqa: E402
 
 pytestmark = pytest.mark.benchmark

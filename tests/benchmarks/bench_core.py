@@ -15,7 +15,7 @@ from ctxbench.backend import Capabilities
 from ctxbench.bootstrap import cluster_means
 from ctxbench.cache import EmbeddingCache
 from ctxbench.encoder import CachedEncoder
-from ctxbench.synth.world import rng_for, sample_scene, scene_ref
+from ctxbench.synthetic_world import rng_for, sample_scene, scene_ref
 
 pytestmark = pytest.mark.benchmark
 
@@ -76,11 +76,11 @@ def test_encoder_throughput_vs_bare_loop(tmp_path):
 
 
 def test_warm_cache_rerun_vs_cold_through_the_runner(tmp_path):
-    from ctxbench.plugins import load_plugins
+    from ctxbench.plugin_host import load_plugins
     from ctxbench.runner import Runner, RunOptions
-    from ctxbench.taskregistry import TaskRegistry
+    from ctxbench.task_catalog import TaskCatalog
     host = load_plugins()
-    tasks = TaskRegistry(host.task_dirs, host.families, host.loaders).select(["context_retrieval_synthetic"])
+    tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select(["context_retrieval_synthetic"])
     times = []
     for i in range(2):
         opts = RunOptions(output_dir=tmp_path / f"out{i}", cache_dir=tmp_path / "cache",

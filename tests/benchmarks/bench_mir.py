@@ -20,8 +20,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from ctxbench.datasets.epic import relevancy_from_classes
-from ctxbench.metrics.mir import mir_per_query
+from ctxbench.families.multi_instance_retrieval.data import relevancy_from_classes
+from ctxbench.families.multi_instance_retrieval.metrics import mir_per_query
 
 pytestmark = pytest.mark.benchmark
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.nn.functional import normalize
 
-from ctxbench.families import metadata_sentiment as fam
+from ctxbench.families.metadata_sentiment import evaluator as fam
 from ctxbench.probe import stratified_split
 
 pytestmark = pytest.mark.benchmark

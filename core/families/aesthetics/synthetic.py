@@ -1,0 +1,178 @@
+"""Embedded aesthetics datasets built from the synthetic world (SPEC §5, seeds/004_*).
+
+Quality set (:func:`build_quality`, loader ``synthetic_aesthetics``), an AVA in
+miniature. Each image is a world scene whose four quality knobs are degraded by
+amounts ``u = (u_contrast, u_noise, u_blur, u_offcentre)`` in [0, 1]:
+``contrast = 1 - 0.7 u_c``, ``noise = 0.15 u_n``, ``blur = 2.5 u_b`` px at 64 px,
+``offcentre = 0.8 u_o``. Its latent quality depends on the semantic tags, as in the
+paper's premise that what makes a picture good depends on its content:
+
+- tag 1 = the background (8 tags): an appeal offset ``BACKGROUND_APPEAL`` in MOS units;
+- tag 2 = the rendering style (4 tags; absent for ``p_no_style_tag`` of images): how
+  much each degradation hurts, ``STYLE_WEIGHTS`` (a line drawing suffers from blur,
+  a photograph tolerates noise, a flat design needs composition, a textured one
+  contrast). The style of an untagged image still applies: it is visible.
+
+Latent MOS ``mu = 2.5 + 5 (1 - w_style . u) + appeal_background``. Each image gets
+``n ~ U{votes_min..votes_max}`` votes drawn from a discretised Gaussian on 1..10
+around ``mu`` (std ``vote_std``), so the MOS carries AVA-like sampling noise and the
+vote histogram is a real 10-bin distribution.
+
+Degradation sweep (:func:`build_sweep`, loader ``synthetic_degradation_sweep``): the
+stand-in for the paper's CFG experiment (§4.2). For each "prompt" (a background, whose
+name is the prompt/tag text) ``scenes_per_prompt`` clean scenes are rendered at each
+degradation level L (all four knobs at ``u = L``); the parameter is L, so a good
+scorer's predictions fall with it (expected Spearman sign -1).
+
+Seeds: streams ``rng_for("eval/aesthetics", seed)`` and ``rng_for("eval/aesthetics_sweep",
+seed)``, disjoint from any ``train/`` stream of the embedded model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .data import AestheticsDataset, DataReport, ParamSweepDataset, apply_limit
+from ... import synthetic_world as world
+
+KNOBS = ("contrast", "noise", "blur", "offcentre")
+STYLE_WEIGHTS = {            # share of the quality lost per unit of each degradation
+    "flat": (0.25, 0.25, 0.10, 0.40),
+    "textured": (0.50, 0.20, 0.20, 0.10),
+    "line_drawing": (0.15, 0.15, 0.60, 0.10),
+    "photo": (0.30, 0.05, 0.35, 0.30),
+}
+BACKGROUND_APPEAL = {"meadow": 0.3, "ocean": 0.4, "desert": 0.0, "night sky": 0.2,
+                     "kitchen counter": -0.4, "studio": -0.2, "forest": 0.1, "snowfield": -0.1}
+TAG_NAMES: dict[int, str] = {i + 1: b for i, b in enumerate(world.BACKGROUNDS)}
+TAG_NAMES.update({len(world.BACKGROUNDS) + 1 + i: world.STYLE_PHRASES[s]
+                  for i, s in enumerate(world.STYLES)})
+BACKGROUND_TAG = {b: i + 1 for i, b in enumerate(world.BACKGROUNDS)}
+STYLE_TAG = {s: len(world.BACKGROUNDS) + 1 + i for i, s in enumerate(world.STYLES)}
+
+
+def knobs(u: np.ndarray) -> dict[str, float]:
+    """Scene knob values for degradations ``u`` (4 numbers in [0, 1])."""
+    return {"contrast": round(1.0 - 0.7 * float(u[0]), 4), "noise": round(0.15 * float(u[1]), 4),
+            "blur": round(2.5 * float(u[2]), 4), "offcentre": round(0.8 * float(u[3]), 4)}
+
+
+def latent_mos(u: np.ndarray, styles, backgrounds) -> np.ndarray:
+    """``2.5 + 5 (1 - w_style . u) + appeal_background`` for ``u`` [N, 4]."""
+    w = np.array([STYLE_WEIGHTS[s] for s in styles])
+    appeal = np.array([BACKGROUND_APPEAL[b] for b in backgrounds])
+    return 2.5 + 5.0 * (1.0 - (w * np.asarray(u)).sum(axis=1)) + appeal
+
+
+def draw_votes(rng: np.random.Generator, mu: np.ndarray, n_votes: np.ndarray,
+               std: float) -> np.ndarray:
+    """Vote counts [N, 10]: ``n_votes`` draws from a Gaussian on 1..10 around ``mu``."""
+    k = np.arange(1, 11, dtype=np.float64)
+    logits = -((k[None, :] - mu[:, None]) ** 2) / (2 * std ** 2)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return rng.multinomial(n_votes, p).astype(np.float64)
+
+
+def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min: int = 60,
+                  votes_max: int = 150, vote_std: float = 1.5, p_no_style_tag: float = 0.1,
+                  limit: int | None = None) -> AestheticsDataset:
+    """The embedded quality set (module docstring). ``meta`` holds each image's
+    scene, degradations ``u`` and latent MOS (for oracle backends and tests)."""
+    if n_images < 10:
+        raise ValueError("n_images must be at least 10")
+    rng = world.rng_for("eval/aesthetics", seed)
+    u = rng.beta(1.2, 1.8, size=(n_images, 4))
+    scenes = [world.sample_scene(rng, (1, 3), **knobs(u[i])) for i in range(n_images)]
+    styles = [s.style for s in scenes]
+    backgrounds = [s.background for s in scenes]
+    mu = latent_mos(u, styles, backgrounds)
+    n_votes = rng.integers(votes_min, votes_max + 1, size=n_images)
+    votes = draw_votes(rng, mu, n_votes, vote_std)
+    style_tag = np.array([STYLE_TAG[s] for s in styles])
+    style_tag[rng.random(n_images) < p_no_style_tag] = 0
+    tags = np.stack([np.array([BACKGROUND_TAG[b] for b in backgrounds]), style_tag], axis=1)
+    keep = apply_limit(n_images, limit, seed)
+    report = DataReport()
+    if limit is not None:
+        report.filter(f"--limit {limit}: images not sampled", n_images - len(keep))
+    return AestheticsDataset(
+        name=f"synthetic_aesthetics(n={n_images},seed={seed})",
+        ids=[f"synth{i:05d}" for i in keep], refs=[world.scene_ref(scenes[i], size) for i in keep],
+        votes=votes[keep], tags=tags[keep], tag_names=dict(TAG_NAMES),
+        challenges=np.zeros(len(keep), np.int64), challenge_names={},
+        split=np.full(len(keep), "", dtype=object), report=report,
+        meta={"generator": f"world v{world.GENERATOR_VERSION}", "scenes": [scenes[i] for i in keep],
+              "degradation": u[keep].tolist(), "latent": mu[keep].tolist(),
+              "style_weights": {k: list(v) for k, v in STYLE_WEIGHTS.items()},
+              "background_appeal": dict(BACKGROUND_APPEAL),
+              "per_item": ["scenes", "degradation", "latent"]})
+
+
+def build_sweep(n_prompts: int = 4, scenes_per_prompt: int = 8,
+                levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0,
+                size: int = 64, limit: int | None = None) -> ParamSweepDataset:
+    """The degradation sweep (module docstring): prompt = background name."""
+    backgrounds = list(world.BACKGROUNDS)
+    if not 1 <= n_prompts <= len(backgrounds):
+        raise ValueError(f"n_prompts must be in 1..{len(backgrounds)}")
+    if len(levels) < 2:
+        raise ValueError("a sweep needs at least two levels")
+    rng = world.rng_for("eval/aesthetics_sweep", seed)
+    chosen = [backgrounds[i] for i in np.sort(rng.choice(len(backgrounds), n_prompts, replace=False))]
+    refs, pids, params, scenes = [], [], [], []
+    for bg in chosen:
+        for _ in range(scenes_per_prompt):
+            base = world.sample_scene(rng, (1, 3), background=bg)
+            for level in levels:
+                scene = world.Scene(base.objects, base.background, base.texture, base.lighting,
+                                    base.style, **knobs(np.full(4, float(level))))
+                refs.append(world.scene_ref(scene, size))
+                pids.append(bg.replace(" ", "_"))
+                params.append(float(level))
+                scenes.append(scene)
+    keep = apply_limit(len(refs), limit, seed)
+    return ParamSweepDataset(
+        name=f"synthetic_degradation_sweep(seed={seed})", refs=[refs[i] for i in keep],
+        prompt_ids=[pids[i] for i in keep], params=[params[i] for i in keep],
+        prompts={b.replace(" ", "_"): b for b in chosen}, param_name="degradation",
+        meta={"scenes": [scenes[i] for i in keep], "expected_sign": -1,
+              "generator": f"world v{world.GENERATOR_VERSION}"})
+
+
+QUALITY_OPTIONS = {"n_images": "number of images (default 600)", "seed": "generator seed (default 0)",
+                   "size": "render size in px (default 64)", "votes_min": "fewest votes per image (60)",
+                   "votes_max": "most votes per image (150)", "vote_std": "std of a vote around "
+                   "the latent MOS (1.5)", "p_no_style_tag": "share of images without tag 2 (0.1)"}
+SWEEP_OPTIONS = {"n_prompts": "prompts (backgrounds), default 4", "scenes_per_prompt": "scenes per "
+                 "prompt, default 8", "levels": "degradation levels, default [0, .25, .5, .75, 1]",
+                 "seed": "generator seed (default 0)", "size": "render size in px (default 64)"}
+
+
+def _typed(options: dict[str, Any], allowed: dict[str, str], where: str) -> dict[str, Any]:
+    from ...errors import DatasetFormatError
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise DatasetFormatError(f"{where}: unknown option(s) {sorted(unknown)}; allowed: "
+                                 f"{', '.join(allowed)}")
+    return dict(options)
+
+
+def load_quality(options: dict[str, Any], ctx) -> AestheticsDataset:
+    """Loader ``synthetic_aesthetics``."""
+    opts = _typed(options, QUALITY_OPTIONS, f"{ctx.task_file}: dataset.options")
+    return build_quality(limit=ctx.limit, **{k: (float(v) if k in ("vote_std", "p_no_style_tag")
+                                                 else int(v)) for k, v in opts.items()})
+
+
+def load_sweep(options: dict[str, Any], ctx) -> ParamSweepDataset:
+    """Loader ``synthetic_degradation_sweep``."""
+    opts = _typed(options, SWEEP_OPTIONS, f"{ctx.task_file}: dataset.options")
+    if "levels" in opts:
+        opts["levels"] = tuple(float(x) for x in opts["levels"])
+    for k in ("n_prompts", "scenes_per_prompt", "seed", "size"):
+        if k in opts:
+            opts[k] = int(opts[k])
+    return build_sweep(limit=ctx.limit, **opts)

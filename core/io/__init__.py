@@ -1,0 +1,1 @@
+"""The io layer: every file and path a loader or writer touches goes through here."""
