@@ -1,3 +1,12 @@
-"""The multi_instance_retrieval family (hooks re-exported for pluggy)."""
+"""The multi_instance_retrieval family (hooks re-exported for pluggy); its task files are in tasks/multi_instance_retrieval/."""
 
+from pathlib import Path
+
+from ...hooks import hookimpl
 from .evaluator import ctxbench_dataset_loaders, ctxbench_families, ctxbench_metrics  # noqa: F401
+
+
+@hookimpl
+def ctxbench_task_dirs():
+    import ctxbench_tasks
+    return [Path(ctxbench_tasks.__file__).parent / "multi_instance_retrieval"]
