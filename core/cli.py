@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import CtxbenchError
 
@@ -40,40 +39,8 @@ EXAMPLES = {
 }
 
 
-def parse_assignments(items: list[str], backends: list[str], flag: str,
-                      convert=None) -> dict[str, dict[str, Any]]:
-    """``key=value`` applies to every backend; ``name:key=value`` to one. ``convert``
-    turns the value string into the stored value (default: a YAML scalar, so ``3`` ->
-    int, ``true`` -> bool, ``a b`` -> str); it raises ValueError for a bad value."""
-    out: dict[str, dict[str, Any]] = {b: {} for b in backends}
-    for item in items:
-        if "=" not in item:
-            raise CtxbenchError(f"{flag} {item!r}: expected key=value or backend:key=value")
-        key, value = item.split("=", 1)
-        target = None
-        if ":" in key:
-            target, key = key.split(":", 1)
-            if target not in out:
-                raise CtxbenchError(f"{flag} {item!r}: backend {target!r} is not among "
-                                    f"--backend {','.join(backends)}")
-        try:
-            parsed = (convert or _yaml_scalar)(value)
-        except ValueError as exc:
-            raise CtxbenchError(f"{flag} {item!r}: {exc}") from None
-        for b in ([target] if target else backends):
-            out[b][key] = parsed
-    return out
-
-
-def _yaml_scalar(value: str) -> Any:
-    try:
-        parsed = yaml.safe_load(value) if value else ""
-    except yaml.YAMLError:
-        return value
-    return value if isinstance(parsed, (dict, list)) else parsed
-
-
 def _parse_backend_args(items: list[str], backends: list[str]) -> dict[str, dict[str, Any]]:
+    from .backend_args import parse_assignments
     return parse_assignments(items, backends, "--backend-arg")
 
 
@@ -90,7 +57,7 @@ def _registry(host):
 def cmd_run(args) -> int:
     from .device import resolve_device
     from .leaderboard import write_leaderboard
-    from .launchers import run_cells
+    from .launchers import launch_config, run_cells
     from .runner import RunOptions, write_manifest
 
     host = _host()
@@ -117,7 +84,7 @@ def cmd_run(args) -> int:
     print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
           f"results -> {output_dir}", file=sys.stderr)
     t0 = time.perf_counter()
-    results = run_cells(host, tasks, backends, options, args)
+    results, options = run_cells(host, tasks, backends, options, launch_config(args))
     write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)
     board = Path(args.leaderboard) if args.leaderboard else output_dir.parent / f"{output_dir.name}.md"
     write_leaderboard(output_dir, board, title=f"ctxbench leaderboard: {name}")

@@ -8,10 +8,12 @@ written atomically, so launchers can be restarted (finished cells are skipped,
 Recipes for srun, torchrun, Kubernetes Indexed Jobs, KubeRay and Ray on Slurm:
 docs/scale-out.md.
 
-CLI wiring (two lines in ``cmd_run``)::
+A launcher takes a plain :class:`LaunchConfig` (the CLI builds one with
+:func:`launch_config`), returns the results and the run options it actually used
+(a shard's manifest name, a rank's device), and changes nothing it was given::
 
     add_launcher_arguments(run_parser)
-    results = run_cells(host, tasks, backends, options, args)
+    results, used_options = run_cells(host, tasks, backends, options, launch_config(args))
 """
 
 from __future__ import annotations
@@ -27,9 +29,42 @@ from typing import Any, Mapping
 from .cell import Cell
 from .errors import CtxbenchError
 from .results import CellResult, write_result
-from .runner import Runner, RunOptions, _error_info
+from .runner import Runner, RunOptions, error_info
 
 LAUNCHERS = ("local", "shard", "ray")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How the cells are spread: which launcher, and its settings."""
+
+    launcher: str = "local"
+    shard: str | None = None              # "I/N" (shard)
+    world_size: int | None = None         # shard under a Kubernetes Indexed Job
+    data_parallel: bool = False           # local under torchrun
+    ray_address: str | None = None
+    ray_resources: tuple[str, ...] = ()   # "[BACKEND:]KEY=NUMBER"
+    ray_max_retries: int = 3
+
+    def check(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise CtxbenchError(f"--launcher {self.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        if self.launcher != "shard" and (self.shard or self.world_size):
+            raise CtxbenchError("--shard/--world-size need --launcher shard")
+        if self.launcher != "local" and self.data_parallel:
+            raise CtxbenchError("--data-parallel works with --launcher local under torchrun "
+                                "(every rank runs every cell); it cannot be combined with "
+                                f"--launcher {self.launcher}")
+        if self.ray_max_retries < 0:
+            raise CtxbenchError(f"--ray-max-retries {self.ray_max_retries}: must be >= 0")
+
+
+def launch_config(args) -> LaunchConfig:
+    """The LaunchConfig of parsed ``ctxbench run`` arguments (see add_launcher_arguments)."""
+    return LaunchConfig(launcher=args.launcher or "local", shard=args.shard,
+                        world_size=args.world_size, data_parallel=args.data_parallel,
+                        ray_address=args.ray_address, ray_resources=tuple(args.ray_resources),
+                        ray_max_retries=args.ray_max_retries)
 
 
 # -- shard: rank and world size ------------------------------------------------
@@ -147,7 +182,7 @@ DEFAULT_RESOURCES = {"num_cpus": 1.0}
 def parse_resource_args(items: list[str], backends: list[str]) -> dict[str, dict[str, float]]:
     """``--ray-resources [BACKEND:]KEY=NUMBER`` (keys num_cpus, num_gpus, memory, or a
     custom resource name) -> {backend: {key: number}}."""
-    from .cli import parse_assignments
+    from .backend_args import parse_assignments
 
     def number(value: str) -> float:
         try:
@@ -248,21 +283,10 @@ def run_ray(host, tasks: list, backends: list[tuple[str, dict]], options: RunOpt
         raise CtxbenchError("--launcher ray needs Ray: pip install 'ctxbench[ray]'") from None
     runner = Runner(host, replace(options, use_cache=False))  # driver: skip checks and writes only
     task_by_name = {t.name: t for t in tasks}
-    cells = runner.cells(tasks, backends)
-    groups: dict[tuple, list[Cell]] = {}
-    for cell in cells:
-        groups.setdefault((cell.backend, cell.backend_args), []).append(cell)
-
-    results: list[CellResult] = []
+    results, todo_cells = runner.split_existing(runner.cells(tasks, backends), task_by_name)
     todo: dict[tuple, list[Cell]] = {}
-    for key, group in groups.items():
-        for cell, done in zip(group, runner.existing(group, task_by_name)):
-            if done is not None:
-                options.log(f"[ctxbench] {cell.label} x {cell.task}: result exists, skipped "
-                            f"(--rerun to recompute)")
-                results.append(done)
-            else:
-                todo.setdefault(key, []).append(cell)
+    for cell in todo_cells:
+        todo.setdefault((cell.backend, cell.backend_args), []).append(cell)
     if not todo:
         return results
 
@@ -315,15 +339,15 @@ def _collect(ray, ref, cell: Cell, runner: Runner, task, max_retries: int) -> Ce
         return CellResult.from_json(ray.get(ref))
     except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
             ray.exceptions.ObjectLostError) as exc:
-        result = runner._base_result(cell, task, "failed")
+        result = runner.base_result(cell, task, "failed")
         result.error = {"type": "WorkerLost",
                         "message": f"the Ray worker running this cell died {max_retries + 1} "
                                    f"time(s) ({type(exc).__name__}); re-run to retry",
                         "traceback": str(exc)[-2000:]}
         return result
     except ray.exceptions.RayTaskError as exc:  # a bug outside the cell's own error handling
-        result = runner._base_result(cell, task, "failed")
-        result.error = _error_info(exc)
+        result = runner.base_result(cell, task, "failed")
+        result.error = error_info(exc)
         return result
 
 
@@ -355,44 +379,33 @@ def add_launcher_arguments(parser) -> None:
 
 
 def run_cells(host, tasks: list, backends: list[tuple[str, dict]], options: RunOptions,
-              args) -> list[CellResult]:
-    """Run the cells with the launcher ``args.launcher`` chose and return their results.
-
-    May adjust ``options`` for the caller's manifest: a shard's ``manifest_name``,
-    a data-parallel rank's ``device`` and ``write_results`` (only rank 0 writes).
-    """
-    launcher = getattr(args, "launcher", "local") or "local"
-    shard_given = getattr(args, "shard", None) or getattr(args, "world_size", None)
-    if launcher != "shard" and shard_given:
-        raise CtxbenchError("--shard/--world-size need --launcher shard")
-    if launcher != "local" and getattr(args, "data_parallel", False):
-        raise CtxbenchError("--data-parallel works with --launcher local under torchrun "
-                            "(every rank runs every cell); it cannot be combined with "
-                            f"--launcher {launcher}")
-    if launcher == "local":
-        if getattr(args, "data_parallel", False):
+              config: LaunchConfig = LaunchConfig()) -> tuple[list[CellResult], RunOptions]:
+    """Run the cells with the launcher ``config`` names. Returns the results and the
+    options actually used (a copy: a shard's ``manifest_name``, a rank's ``device``
+    and ``write_results``), for the caller's manifest; ``options`` is not changed."""
+    config.check()
+    if config.launcher == "local":
+        if config.data_parallel:
             from . import distributed
-            options.device = local_cuda_device(options.device)
-            rank, world = distributed.init_from_env(options.device)
-            options.data_parallel = True
-            options.write_results = rank == 0
-            options.log(f"[ctxbench] data-parallel rank {rank} of {world} on {options.device}"
+            device = local_cuda_device(options.device)
+            rank, world = distributed.init_from_env(device)
+            options = replace(options, device=device, data_parallel=True,
+                              write_results=rank == 0)
+            options.log(f"[ctxbench] data-parallel rank {rank} of {world} on {device}"
                         + ("" if rank == 0 else " (rank 0 writes the results)"))
-        return Runner(host, options).run(tasks, backends)
-    if launcher == "shard":
-        shard = detect_shard(args.shard, args.world_size)
-        options.device = local_cuda_device(options.device)
-        options.manifest_name = shard.manifest_name
+        return Runner(host, options).run(tasks, backends), options
+    if config.launcher == "shard":
+        shard = detect_shard(config.shard, config.world_size)
+        options = replace(options, device=local_cuda_device(options.device),
+                          manifest_name=shard.manifest_name)
         runner = Runner(host, options)
         cells = partition(runner.cells(tasks, backends), shard.rank, shard.world)
         options.log(f"[ctxbench] shard {shard.rank} of {shard.world} ({shard.source}): "
                     f"{len(cells)} cell(s)")
-        return runner.run(tasks, backends, cells)
-    if launcher == "ray":
-        names = [b for b, _ in backends]
-        t0 = time.perf_counter()
-        results = run_ray(host, tasks, backends, options, args.ray_address,
-                          parse_resource_args(args.ray_resources, names), args.ray_max_retries)
-        options.log(f"[ctxbench] ray: {len(results)} cell(s) in {time.perf_counter() - t0:.1f}s")
-        return results
-    raise CtxbenchError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        return runner.run(tasks, backends, cells), options
+    names = [b for b, _ in backends]
+    t0 = time.perf_counter()
+    results = run_ray(host, tasks, backends, options, config.ray_address,
+                      parse_resource_args(list(config.ray_resources), names), config.ray_max_retries)
+    options.log(f"[ctxbench] ray: {len(results)} cell(s) in {time.perf_counter() - t0:.1f}s")
+    return results, options

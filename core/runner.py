@@ -34,7 +34,7 @@ from . import distributed
 from .cell import Cell, backend_label
 from .encoder import CachedEncoder
 from .errors import CtxbenchError, DataNotFound
-from .families.contract import EvalRequest
+from .families.contract import Dependency, EvalRequest
 from .plugin_host import PluginHost
 from .results import (CellResult, library_versions, now_iso, read_result,
                       result_path, write_result)
@@ -60,7 +60,7 @@ class RunOptions:
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
-def _error_info(exc: BaseException) -> dict[str, str]:
+def error_info(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc),
             "traceback": "".join(traceback.format_exception(exc)[-6:])}
 
@@ -120,7 +120,7 @@ class Runner:
             found = [r if ok else None for r, ok in zip(found, agreed)]
         return found
 
-    def _base_result(self, cell: Cell, task: TaskConfig, status: str) -> CellResult:
+    def base_result(self, cell: Cell, task: TaskConfig, status: str) -> CellResult:
         return CellResult(cell_id=cell.cell_id, status=status, task=task.name,
                           task_hash=task.hash, task_version=task.version, family=task.family,
                           backend=cell.backend, backend_args=cell.args,
@@ -128,19 +128,33 @@ class Runner:
                           limit=self.opt.limit, versions=self._versions, timestamp=now_iso())
 
     # -- datasets --------------------------------------------------------------
-    def _dataset(self, task: TaskConfig) -> Any:
-        """Load once per run; a DataNotFound/other error is remembered and re-raised."""
-        if task.name not in self._datasets:
+    def _dataset(self, task: TaskConfig, limited: bool = True) -> Any:
+        """Load once per run; a DataNotFound/other error is remembered and re-raised.
+
+        ``limited=False`` (a dependency, e.g. the task a probe is trained on) ignores
+        ``--limit``: the limit cuts what is evaluated, not what a scorer learns from."""
+        key = (task.name, limited)
+        if key not in self._datasets:
             loader = self.host.loaders.get(task.loader)
-            ctx = LoadContext(task.name, task.path, self.opt.seed, self.opt.limit)
+            ctx = LoadContext(task.name, task.path, self.opt.seed,
+                              self.opt.limit if limited else None)
             try:
-                self._datasets[task.name] = ("ok", loader.load(dict(task.options), ctx))
+                self._datasets[key] = ("ok", loader.load(dict(task.options), ctx))
             except Exception as exc:
-                self._datasets[task.name] = ("error", exc)
-        state, value = self._datasets[task.name]
+                self._datasets[key] = ("error", exc)
+        state, value = self._datasets[key]
         if state == "error":
             raise value
         return value
+
+    def _protocol(self, task: TaskConfig) -> dict[str, Any]:
+        """The family's defaults overridden by the task's protocol."""
+        return {**self.host.families.get(task.family).protocol_defaults, **task.protocol}
+
+    def _dependencies(self, task: TaskConfig) -> dict[str, Dependency]:
+        """The tasks ``task`` depends on, each with its dataset (loaded once per run)."""
+        return {role: Dependency(dep, self._dataset(dep, limited=False), self._protocol(dep))
+                for role, dep in task.dependencies.items()}
 
     # -- main loop -------------------------------------------------------------
     def run(self, tasks: list[TaskConfig], backends: list[tuple[str, dict]],
@@ -153,17 +167,26 @@ class Runner:
             by_backend.setdefault((cell.backend, cell.backend_args), []).append(cell)
         results: list[CellResult] = []
         for (name, args_items), backend_cells in by_backend.items():
-            todo = []
-            for cell, done in zip(backend_cells, self.existing(backend_cells, task_by_name)):
-                if done is not None:
-                    self.opt.log(f"[ctxbench] {cell.label} x {cell.task}: result exists, skipped "
-                                 f"(--rerun to recompute)")
-                    results.append(done)
-                else:
-                    todo.append(cell)
+            done, todo = self.split_existing(backend_cells, task_by_name)
+            results.extend(done)
             if todo:
                 results.extend(self._run_backend(name, dict(args_items), todo, task_by_name))
         return results
+
+    def split_existing(self, cells: list[Cell], tasks: dict[str, TaskConfig]
+                       ) -> tuple[list[CellResult], list[Cell]]:
+        """(results that already exist and are reused, cells that must run); every
+        launcher goes through here, so "result exists, skipped" has one rule."""
+        done: list[CellResult] = []
+        todo: list[Cell] = []
+        for cell, existing in zip(cells, self.existing(cells, tasks)):
+            if existing is not None:
+                self.opt.log(f"[ctxbench] {cell.label} x {cell.task}: result exists, skipped "
+                             f"(--rerun to recompute)")
+                done.append(existing)
+            else:
+                todo.append(cell)
+        return done, todo
 
     def _run_backend(self, name: str, args: dict, cells: list[Cell],
                      tasks: dict[str, TaskConfig]) -> list[CellResult]:
@@ -171,13 +194,13 @@ class Runner:
         return [session.run(cell, tasks[cell.task]) for cell in cells]
 
     def _failed_load(self, cell: Cell, task: TaskConfig, exc: BaseException) -> CellResult:
-        r = self._base_result(cell, task, "failed")
-        r.error = _error_info(exc)
+        r = self.base_result(cell, task, "failed")
+        r.error = error_info(exc)
         return self._write(r)
 
     def _run_cell(self, cell: Cell, task: TaskConfig, encoder: CachedEncoder,
                   fingerprint: str, load_seconds: float) -> CellResult:
-        result = self._base_result(cell, task, "ok")
+        result = self.base_result(cell, task, "ok")
         result.fingerprint = fingerprint
         stats_before = dict(encoder.stats)
         encode_before = encoder.encode_seconds
@@ -189,10 +212,10 @@ class Runner:
                 result.versions = {**result.versions, "dataset_revision": revision}
             load_done = time.perf_counter()
             family = self.host.families.get(task.family)
-            protocol = {**family.protocol_defaults, **task.protocol}
             artifacts = result_path(self.opt.output_dir, result).with_suffix(".artifacts")
-            output = family.evaluate(EvalRequest(task, dataset, encoder, protocol, self.opt.seed,
-                                                 artifacts, self.opt.device))
+            output = family.evaluate(EvalRequest(task, dataset, encoder, self._protocol(task),
+                                                 self.opt.seed, artifacts, self.opt.device,
+                                                 self._dependencies(task)))
             result.metrics = output.metrics
             result.headline = list(task.metrics) or list(output.headline)
             result.tables, result.details, result.n = output.tables, output.details, output.n
@@ -204,7 +227,7 @@ class Runner:
             result.error = {"type": "DataNotFound", "message": str(exc), "traceback": ""}
         except Exception as exc:
             result.status = "failed"
-            result.error = _error_info(exc)
+            result.error = error_info(exc)
         result.seconds = round(time.perf_counter() - t0, 3)
         result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
         status = result.status if result.status != "ok" else f"ok in {result.seconds:.1f}s"

@@ -19,7 +19,7 @@ from ctxbench.cell import Cell
 from ctxbench.errors import CtxbenchError
 from ctxbench.launchers import (add_launcher_arguments, backend_resources, detect_shard,
                                 order_cells, parse_resource_args, partition, ray_available,
-                                run_cells)
+                                launch_config, run_cells)
 from ctxbench.leaderboard import latest_results
 from ctxbench.plugin_host import load_plugins
 from ctxbench.runner import Runner, RunOptions
@@ -120,9 +120,9 @@ def parse(argv):
 def test_launcher_argument_conflicts(tmp_path):
     opts = RunOptions(output_dir=tmp_path, progress=False, log=lambda m: None)
     with pytest.raises(CtxbenchError, match="--shard/--world-size need --launcher shard"):
-        run_cells(None, [], [], opts, parse(["--shard", "0/2"]))
+        run_cells(None, [], [], opts, launch_config(parse(["--shard", "0/2"])))
     with pytest.raises(CtxbenchError, match="cannot be combined with --launcher shard"):
-        run_cells(None, [], [], opts, parse(["--launcher", "shard", "--data-parallel"]))
+        run_cells(None, [], [], opts, launch_config(parse(["--launcher", "shard", "--data-parallel"])))
     with pytest.raises(SystemExit):
         parse(["--launcher", "slurm"])
     args = parse([])
@@ -132,7 +132,7 @@ def test_launcher_argument_conflicts(tmp_path):
 # -- shards end to end: two concurrent ranks, one output folder ------------------------
 SHARD_SCRIPT = textwrap.dedent('''
     import argparse, sys
-    from ctxbench.launchers import add_launcher_arguments, run_cells
+    from ctxbench.launchers import add_launcher_arguments, launch_config, run_cells
     from ctxbench.plugin_host import load_plugins
     from ctxbench.runner import RunOptions, write_manifest
     from ctxbench.task_catalog import TaskCatalog
@@ -142,8 +142,9 @@ SHARD_SCRIPT = textwrap.dedent('''
     host = load_plugins()
     tasks = TaskCatalog(host.task_dirs, host.families, host.loaders).select({tasks!r})
     opts = RunOptions(output_dir=out, cache_dir=cache, progress=False)
-    results = run_cells(host, tasks, {backends!r}, opts, args)
-    write_manifest(out, tasks, {backends!r}, results, 0.0, opts)
+    results, used = run_cells(host, tasks, {backends!r}, opts, launch_config(args))
+    assert opts.manifest_name == "manifest.json"  # the caller's options are not changed
+    write_manifest(out, tasks, {backends!r}, results, 0.0, used)
 ''').format(tasks=TASKS, backends=BACKENDS)
 
 
