@@ -1,9 +1,107 @@
-"""The domain_adaptation family (hooks re-exported for pluggy); its task files are in tasks/domain_adaptation/."""
+"""The domain_adaptation family: its hooks (for pluggy) and registrations.
+
+Light on purpose: ``ctxbench --help`` and ``list tasks`` import every family, so the
+evaluator (torch), the loaders and the plots are imported only when used. Task
+files are in tasks/domain_adaptation/.
+"""
 
 from pathlib import Path
 
 from ...hooks import hookimpl
-from .evaluator import ctxbench_dataset_loaders, ctxbench_families, ctxbench_metrics  # noqa: F401
+from ...registrations import FamilySpec, LoaderSpec, MetricSpec
+from .protocol import PROTOCOL_DEFAULTS, check_protocol, metric_names
+
+
+def evaluate(request):
+    """FamilySpec.evaluate: the evaluator, imported on first use."""
+    from .evaluator import evaluate as run
+    return run(request)
+
+
+def _plots():
+    from .plots import PLOTS
+    return PLOTS
+
+
+def _lazy_loader(module: str, name: str):
+    def load(options: dict, ctx):
+        from importlib import import_module
+        return getattr(import_module(f"{__name__}.{module}"), name)(options, ctx)
+    load.__name__ = name
+    return load
+
+
+def top1_accuracy(y_true, y_pred) -> float:
+    """Overall top-1 accuracy (metrics.top1_accuracy)."""
+    from .metrics import top1_accuracy as fn
+    return fn(y_true, y_pred)
+
+
+def mean_per_class_accuracy(y_true, y_pred, n_classes=None) -> float:
+    """Mean per-class accuracy (metrics.mean_per_class_accuracy)."""
+    from .metrics import mean_per_class_accuracy as fn
+    return fn(y_true, y_pred, n_classes)
+
+
+LIST_OPTIONS = {"root": "dataset folder; list paths are relative to it",
+                "lists": "folder holding {domain}_{train,test}.txt (default: root)",
+                "domains": "domains to load", "captions": "optional caption JSON/JSONL (see "
+                "ctxbench.families.domain_adaptation.lists.read_caption_file)",
+                "name": "dataset name in results"}
+
+
+@hookimpl
+def ctxbench_families():
+    return [FamilySpec(
+        name="domain_adaptation", evaluate=evaluate,
+        description="classification under domain shift (TRUST): zero-shot, source-only probe and "
+                    "caption-guided adaptation; target top-1 and mean per-class accuracy",
+        protocol_defaults=PROTOCOL_DEFAULTS, check_protocol=check_protocol,
+        metric_names=metric_names, plots=_plots)]
+
+
+@hookimpl
+def ctxbench_dataset_loaders():
+    return [
+        LoaderSpec("synthetic_domain", _lazy_loader("synthetic", "load_synthetic"), "domain_adaptation",
+                   "embedded: world shapes drawn in the 4 STYLES, captions of varying quality",
+                   {"domains": "styles used as domains", "classes": "shapes used as classes",
+                    "per_class_train": "images per class and domain (train)",
+                    "per_class_val": "(val)", "per_class_test": "(test)",
+                    "caption_quality": "mix {full, partial, wrong, unrelated} or domain -> mix",
+                    "size": "image side in pixels", "seed": "generator seed"}),
+        LoaderSpec("domainnet_lists", _lazy_loader("lists", "load_domainnet"), "domain_adaptation",
+                   "DomainNet {domain}_{train,test}.txt lists (+ optional captions)", LIST_OPTIONS),
+        LoaderSpec("geonet_json", _lazy_loader("geonet", "load_geonet"), "domain_adaptation",
+                   "GeoNet (GeoImNet / GeoPlaces) metadata JSON with captions and tags",
+                   {"root": "image folder the JSON filenames are relative to",
+                    "metadata": "the metadata JSON", "domains": "default [usa, asia]",
+                    "text_fields": "metadata fields joined into the caption (default [caption])",
+                    "name": "dataset name in results"}),
+        LoaderSpec("geonet_lists", _lazy_loader("lists", "load_geonet_lists"), "domain_adaptation",
+                   "GeoNet UniDA lists usa/train/<class>/<id>.jpg <label>", LIST_OPTIONS),
+        LoaderSpec("hf_domains", _lazy_loader("hf_folder", "load_hf_domains"), "domain_adaptation",
+                   "a datasets save_to_disk folder with image, label, domain, caption columns",
+                   {"path": "save_to_disk folder", "image_column": "default image",
+                    "label_column": "default label", "domain_column": "default domain",
+                    "caption_column": "default caption", "tags_column": "default tags",
+                    "domains": "keep only these", "class_names": "class names (default: label feature)",
+                    "name": "dataset name in results"}),
+    ]
+
+
+@hookimpl
+def ctxbench_metrics():
+    return [
+        MetricSpec("top1_accuracy", top1_accuracy, "overall top-1 accuracy on the target test split",
+                   family="domain_adaptation", higher_is_better=True,
+                   reference="TRUST (Litrico et al., AAAI 2026) reports top-1 accuracy"),
+        MetricSpec("mean_per_class_accuracy", mean_per_class_accuracy,
+                   "mean over classes of per-class recall",
+                   family="domain_adaptation", higher_is_better=True,
+                   reference="GeoNet official metric (Kalluri et al., CVPR 2023; ViLab-UCSD/GeoNet "
+                             "UDA_trainer/val.py percls_accuracy)"),
+    ]
 
 
 @hookimpl

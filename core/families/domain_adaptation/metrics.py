@@ -1,4 +1,4 @@
-"""Classification metrics of the domain_adaptation family (SPEC §4), pure numpy.
+"""Classification metrics of the domain_adaptation family, pure numpy.
 
 - :func:`top1_accuracy`: overall top-1 accuracy, the figure TRUST reports
   (Litrico et al., "TRUST: Leveraging Text Robustness for Unsupervised Domain

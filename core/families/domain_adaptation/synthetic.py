@@ -1,4 +1,4 @@
-"""Embedded mini dataset of the domain_adaptation family (SPEC §4), drawn from the world.
+"""Embedded mini dataset of the domain_adaptation family, drawn from the synthetic world.
 
 Domains are the world's rendering STYLES (flat, textured, line_drawing, photo): the
 same object classes drawn in different styles, the style shift TRUST adapts across
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DomainDataset, DomainSplit
+from .data import DomainDataset, DomainSplit, limit_split
 from ...synthetic_world import GENERATOR_VERSION, SHAPES, STYLES, Scene, caption, rng_for, sample_scene, scene_ref, tags
 
 QUALITIES = ("full", "partial", "wrong", "unrelated")
@@ -125,4 +125,18 @@ def build(domains=STYLES, classes=SHAPES, per_class: dict[str, int] | None = Non
                        {"scenes": scenes, "caption_scenes": caption_scenes, "quality_mix": mixes,
                         "generator_version": GENERATOR_VERSION, "seed": seed, "size": size})
     ds.validate()
+    return ds
+
+
+def load_synthetic(options: dict, ctx=None) -> DomainDataset:
+    """The ``synthetic_domain`` loader: :func:`build` from the task's options
+    (``per_class_train/val/test`` -> ``per_class``); ``--limit`` subsamples each split."""
+    opts = dict(options)
+    per_class = {split: int(opts.pop(f"per_class_{split}")) for split in ("train", "val", "test")
+                 if f"per_class_{split}" in opts}
+    ds = build(per_class=per_class, **opts)
+    if ctx is not None and ctx.limit:
+        for dom, splits in ds.domains.items():
+            for name in list(splits):
+                splits[name] = limit_split(splits[name], ctx.limit, ctx.seed, f"{dom}/{name}")
     return ds

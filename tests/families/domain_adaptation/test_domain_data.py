@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxbench.families.domain_adaptation import data as dd
+from ctxbench.families.domain_adaptation import geonet, hf_folder, lists
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
 from ctxbench.registrations import LoadContext
 from ctxbench.families.domain_adaptation import synthetic as sd
 from ctxbench.synthetic_world import SHAPES, STYLES
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks" / "domain_adaptation"
+TASKS = Path(__file__).resolve().parents[3] / "tasks" / "domain_adaptation"
 
 
 def _img(path: Path, colour=(10, 20, 30)) -> None:
@@ -49,7 +49,7 @@ def domainnet(tmp_path):
 
 
 def test_domainnet_lists_classes_labels_and_captions(domainnet, tmp_path):
-    ds = dd.load_domainnet({"root": str(domainnet), "domains": ["clipart", "sketch"],
+    ds = lists.load_domainnet({"root": str(domainnet), "domains": ["clipart", "sketch"],
                             "captions": str(domainnet / "captions.json")}, _ctx(tmp_path))
     assert ds.classes == ["aircraft_carrier", "apple", "zebra"]
     sp = ds.domains["clipart"]["train"]
@@ -62,7 +62,7 @@ def test_domainnet_lists_classes_labels_and_captions(domainnet, tmp_path):
 
 
 def test_domainnet_relative_paths_resolve_against_the_task_file(domainnet, tmp_path):
-    ds = dd.load_domainnet({"root": "DomainNet", "domains": ["sketch"]}, _ctx(tmp_path))
+    ds = lists.load_domainnet({"root": "DomainNet", "domains": ["sketch"]}, _ctx(tmp_path))
     assert len(ds.domains["sketch"]["train"]) == 2
 
 
@@ -70,7 +70,7 @@ def test_malformed_line_names_file_and_line(domainnet, tmp_path):
     f = domainnet / "sketch_train.txt"
     f.write_text("sketch/zebra/s_2.jpg 2\nsketch/zebra/s_3.jpg two\n")
     with pytest.raises(DatasetFormatError, match=re.escape(f"{f}:2")):
-        dd.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+        lists.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
 
 
 @pytest.mark.parametrize("bad", ["../outside.jpg 0", "sketch/../../x.jpg 0", "/etc/passwd 0"])
@@ -78,23 +78,23 @@ def test_path_escape_names_file_and_line(domainnet, tmp_path, bad):
     f = domainnet / "sketch_test.txt"
     f.write_text(f"sketch/zebra/s_2.jpg 2\n\n{bad}\n")
     with pytest.raises(PathEscapeError, match=re.escape(f"{f}:3")):
-        dd.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+        lists.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
 
 
 def test_inconsistent_label_numbering_is_refused(domainnet, tmp_path):
     (domainnet / "sketch_test.txt").write_text("sketch/apple/s_9.jpg 0\n")
     with pytest.raises(DatasetFormatError, match="one label numbering"):
-        dd.load_domainnet({"root": str(domainnet), "domains": ["clipart", "sketch"]}, _ctx(tmp_path))
+        lists.load_domainnet({"root": str(domainnet), "domains": ["clipart", "sketch"]}, _ctx(tmp_path))
 
 
 def test_missing_data_gives_instructions(tmp_path):
     with pytest.raises(DataNotFound, match="ai.bu.edu/M3SDA"):
-        dd.load_domainnet({"root": str(tmp_path / "nope")}, _ctx(tmp_path))
+        lists.load_domainnet({"root": str(tmp_path / "nope")}, _ctx(tmp_path))
 
 
 def test_limit_subsamples_each_split_deterministically(domainnet, tmp_path):
-    a = dd.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
-    b = dd.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
+    a = lists.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
+    b = lists.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
     assert len(a.domains["clipart"]["train"]) == 2
     assert a.domains["clipart"]["train"].ids == b.domains["clipart"]["train"].ids
 
@@ -123,7 +123,7 @@ def _geonet(root: Path) -> Path:
 
 def test_geonet_json_joins_images_annotations_and_metadata(tmp_path):
     meta = _geonet(tmp_path / "GeoImNet")
-    ds = dd.load_geonet({"root": str(tmp_path / "GeoImNet"), "metadata": str(meta),
+    ds = geonet.load_geonet({"root": str(tmp_path / "GeoImNet"), "metadata": str(meta),
                          "text_fields": ["caption", "description", "tags"]}, _ctx(tmp_path))
     assert ds.classes == ["colobus", "flagpole"]
     sp = ds.domains["asia"]["train"]
@@ -138,17 +138,17 @@ def test_geonet_json_errors_name_the_field(tmp_path):
     del data["usa_test"]["annotations"][1]["category"]
     meta.write_text(json.dumps(data))
     with pytest.raises(DatasetFormatError, match=r"usa_test\.annotations\[1\]: missing field 'category'"):
-        dd.load_geonet({"root": str(tmp_path / "g"), "metadata": str(meta)}, _ctx(tmp_path))
+        geonet.load_geonet({"root": str(tmp_path / "g"), "metadata": str(meta)}, _ctx(tmp_path))
     data["usa_test"]["annotations"][1]["category"] = 1
     data["usa_test"]["images"][0]["filename"] = "../../secret.jpg"
     meta.write_text(json.dumps(data))
     with pytest.raises(PathEscapeError, match=r"usa_test\.images\[0\]\.filename"):
-        dd.load_geonet({"root": str(tmp_path / "g"), "metadata": str(meta)}, _ctx(tmp_path))
+        geonet.load_geonet({"root": str(tmp_path / "g"), "metadata": str(meta)}, _ctx(tmp_path))
 
 
 def test_geonet_missing_gives_instructions(tmp_path):
     with pytest.raises(DataNotFound, match="tarun005.github.io/GeoNet"):
-        dd.load_geonet({"root": str(tmp_path), "metadata": str(tmp_path / "none.json")}, _ctx(tmp_path))
+        geonet.load_geonet({"root": str(tmp_path), "metadata": str(tmp_path / "none.json")}, _ctx(tmp_path))
 
 
 def test_geonet_unida_lists_with_captions_from_the_metadata(tmp_path):
@@ -160,7 +160,7 @@ def test_geonet_unida_lists_with_captions_from_the_metadata(tmp_path):
             lines = [f"{im['filename']} {a['category']}" for im, a in
                      zip(data[f"{dom}_{split}"]["images"], data[f"{dom}_{split}"]["annotations"])]
             (root / f"{dom}_{split}.txt").write_text("\n".join(lines) + "\n")
-    ds = dd.load_geonet_lists({"root": str(root), "captions": str(meta)}, _ctx(tmp_path))
+    ds = lists.load_geonet_lists({"root": str(root), "captions": str(meta)}, _ctx(tmp_path))
     assert ds.classes == ["colobus", "flagpole"]
     assert ds.domains["usa"]["test"].captions == ["colobus seen in usa", "flagpole seen in usa"]
 
@@ -174,12 +174,106 @@ def test_hf_datasets_folder(tmp_path):
         features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"]),
                                     "caption": datasets.Value("string"), "domain": datasets.Value("string")}))
     datasets.DatasetDict({"train": table, "test": table}).save_to_disk(str(tmp_path / "hf"))
-    ds = dd.load_hf_domains({"path": str(tmp_path / "hf")}, _ctx(tmp_path))
+    ds = hf_folder.load_hf_domains({"path": str(tmp_path / "hf")}, _ctx(tmp_path))
     assert ds.classes == ["cat", "dog"]
     sk = ds.domains["sketch"]["test"]
     assert sk.labels.tolist() == [0, 1] and sk.captions == [None, "dog"]
     assert sk.refs[1].load().getpixel((0, 0)) == (120, 0, 0)
     assert sk.refs[0].key != sk.refs[1].key
+
+
+# ----------------------------------------------------------------------------- symlinks
+def _link_out(tmp_path: Path, root: Path, rel: str) -> Path:
+    """Replace ``root/rel`` by a symlink to an image outside ``root``."""
+    outside = tmp_path / "outside" / "secret.jpg"
+    _img(outside, (200, 0, 0))
+    link = root / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.exists() or link.is_symlink():
+        link.unlink()
+    link.symlink_to(outside)
+    return link
+
+
+def test_domainnet_list_refuses_a_symlink_out_of_the_root(domainnet, tmp_path):
+    _link_out(tmp_path, domainnet, "sketch/zebra/s_2.jpg")
+    f = domainnet / "sketch_train.txt"
+    with pytest.raises(PathEscapeError, match=re.escape(f"{f}:2") + ".*outside the dataset root"):
+        lists.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+
+
+def test_domainnet_list_refuses_a_symlinked_folder_out_of_the_root(domainnet, tmp_path):
+    outside = tmp_path / "elsewhere"
+    (domainnet / "sketch").rename(outside)
+    (domainnet / "sketch").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PathEscapeError, match=re.escape(f"{domainnet / 'sketch_train.txt'}:1")):
+        lists.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+
+
+def test_a_symlink_that_stays_inside_the_root_is_accepted(domainnet, tmp_path):
+    target = domainnet / "clipart" / "zebra" / "clipart_344_000001.jpg"
+    link = domainnet / "sketch" / "zebra" / "s_2.jpg"
+    link.unlink()
+    link.symlink_to(target)
+    ds = lists.load_domainnet({"root": str(domainnet), "domains": ["sketch"]}, _ctx(tmp_path))
+    assert ds.domains["sketch"]["train"].refs[1].load().size == (4, 4)
+
+
+def test_geonet_json_refuses_a_symlink_out_of_the_root(tmp_path):
+    root = tmp_path / "g"
+    meta = _geonet(root)
+    _link_out(tmp_path, root, "usa/train/colobus/1.jpg")
+    with pytest.raises(PathEscapeError, match=r"usa_train\.images\[0\]\.filename.*outside the dataset root"):
+        geonet.load_geonet({"root": str(root), "metadata": str(meta)}, _ctx(tmp_path))
+
+
+def test_geonet_lists_refuse_a_symlink_out_of_the_root(tmp_path):
+    root = tmp_path / "GeoNet"
+    meta = _geonet(root)
+    data = json.loads(meta.read_text())
+    for dom in ("usa", "asia"):
+        for split in ("train", "test"):
+            lines = [f"{im['filename']} {a['category']}" for im, a in
+                     zip(data[f"{dom}_{split}"]["images"], data[f"{dom}_{split}"]["annotations"])]
+            (root / f"{dom}_{split}.txt").write_text("\n".join(lines) + "\n")
+    _link_out(tmp_path, root, "usa/train/colobus/1.jpg")
+    with pytest.raises(PathEscapeError, match=re.escape(f"{root / 'usa_train.txt'}:1")):
+        lists.load_geonet_lists({"root": str(root)}, _ctx(tmp_path))
+
+
+def test_hf_folder_refuses_an_image_path_that_links_out_of_the_folder(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    root = tmp_path / "hfpq"
+    _img(root / "inside.jpg")
+    _link_out(tmp_path, root, "link.jpg")
+    cell = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for split in ("train", "test"):
+        pq.write_table(pa.table({"image": pa.array([{"bytes": None, "path": "inside.jpg"},
+                                                    {"bytes": None, "path": "link.jpg"}], type=cell),
+                                 "label": [0, 1], "domain": ["a", "a"]}), root / f"{split}.parquet")
+    ds = hf_folder.load_hf_domains({"path": str(root)}, _ctx(tmp_path))
+    refs = ds.domains["a"]["train"].refs
+    assert refs[0].load().size == (4, 4)
+    with pytest.raises(PathEscapeError, match=r"\[train\]\[1\]: image path.*outside the dataset root"):
+        refs[1].key
+    with pytest.raises(PathEscapeError):
+        refs[1].load()
+
+
+def test_hf_loader_leaves_the_environment_alone(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    table = datasets.Dataset.from_dict({"image": [Image.new("RGB", (4, 4))], "label": [0], "domain": ["a"]},
+                                       features=datasets.Features({"image": datasets.Image(),
+                                                                   "label": datasets.Value("int64"),
+                                                                   "domain": datasets.Value("string")}))
+    datasets.DatasetDict({"train": table, "test": table}).save_to_disk(str(tmp_path / "hf"))
+    hf_folder.load_hf_domains({"path": str(tmp_path / "hf")}, _ctx(tmp_path))
+    import os
+    assert "HF_HUB_OFFLINE" not in os.environ
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -237,7 +331,7 @@ def test_synthetic_quality_mix_is_respected():
 
 # ----------------------------------------------------------------------------- task files
 def test_task_files_parse_with_known_options_and_real_ones_skip_with_instructions(tmp_path, monkeypatch):
-    from ctxbench.families.domain_adaptation import evaluator as da
+    from ctxbench.families import domain_adaptation as da
     from ctxbench.task_config import parse_task
 
     monkeypatch.setenv("CTXBENCH_DATA", str(tmp_path / "empty"))

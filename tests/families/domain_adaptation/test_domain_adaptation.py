@@ -20,7 +20,10 @@ from PIL import Image
 from ctxbench.backend import Capabilities
 from ctxbench.families.domain_adaptation.data import DomainDataset, DomainSplit
 from ctxbench.encoder import CachedEncoder
-from ctxbench.families.domain_adaptation import evaluator as da
+from ctxbench.families.domain_adaptation.evaluator import evaluate
+from ctxbench.families.domain_adaptation.model import holdout_val, soft_contrastive_loss
+from ctxbench.families.domain_adaptation.protocol import PROTOCOL_DEFAULTS, check_protocol, metric_names
+from ctxbench.families.domain_adaptation.text import certainty, class_prompt_embeddings, fit_temperature
 from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import ImageRef, pil_key
 
@@ -93,8 +96,8 @@ def gaussian_shift(captions: str = "informative", seed: int = 0, per_class=None,
 
 def run(ds, backend, seed=0, **protocol):
     enc = CachedEncoder(backend, cache=None, progress=False)
-    p = {**da.PROTOCOL_DEFAULTS, "source": "src", "target": "tgt", "bootstrap_resamples": 500, **protocol}
-    return da.evaluate(EvalRequest(task=None, dataset=ds, encoder=enc, protocol=p, seed=seed))
+    p = {**PROTOCOL_DEFAULTS, "source": "src", "target": "tgt", "bootstrap_resamples": 500, **protocol}
+    return evaluate(EvalRequest(task=None, dataset=ds, encoder=enc, protocol=p, seed=seed))
 
 
 def gains(captions, seeds=(0, 1, 2), **protocol):
@@ -165,12 +168,12 @@ def test_drop_and_source_accuracy_are_consistent():
 # ----------------------------------------------------------------------------- pieces
 def test_certainty_definitions():
     probs = torch.tensor([[1.0, 0, 0, 0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0, 0]])
-    np.testing.assert_allclose(da.certainty(probs, "entropy").numpy(), [1.0, 0.0, 0.5], atol=1e-6)
-    np.testing.assert_allclose(da.certainty(probs, "margin").numpy(), [1.0, 0.0, 0.0], atol=1e-6)
-    assert da.certainty(probs, "none").tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(certainty(probs, "entropy").numpy(), [1.0, 0.0, 0.5], atol=1e-6)
+    np.testing.assert_allclose(certainty(probs, "margin").numpy(), [1.0, 0.0, 0.0], atol=1e-6)
+    assert certainty(probs, "none").tolist() == [1.0, 1.0, 1.0]
     img = torch.eye(3)
     txt = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]])
-    got = da.certainty(torch.full((3, 3), 1 / 3), "clip", image=img, text=txt, clip_batch=3)
+    got = certainty(torch.full((3, 3), 1 / 3), "clip", image=img, text=txt, clip_batch=3)
     s = 100.0 / 3.0
     expected = [np.exp(s) / (2 * np.exp(s) + 1), np.exp(s) / (np.exp(s) + 2), 1 / 3]
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
@@ -181,7 +184,7 @@ def test_temperature_scaling_recovers_the_generating_temperature():
     cos = torch.tensor(rng.uniform(-0.3, 0.3, (6000, 5)))
     probs = torch.softmax(cos / 0.05, dim=1).numpy()
     labels = np.array([rng.choice(5, p=p) for p in probs])
-    tau = da.fit_temperature(cos, labels)
+    tau = fit_temperature(cos, labels)
     assert 0.04 < tau < 0.0625
 
 
@@ -197,16 +200,16 @@ def test_soft_contrastive_loss_matches_a_loop_reference():
         den = sum(max(1e-6, 1 - sim[k]) * np.exp(float(z[i] @ u[k]) / tau) for k in range(5))
         li = -sum(sim[j] / sum(sim) * (float(z[i] @ u[j]) / tau - np.log(den)) for j in range(5))
         total += float(w[i]) * li
-    got = da.soft_contrastive_loss(z, u, w, tau)
+    got = soft_contrastive_loss(z, u, w, tau)
     assert float(got) == pytest.approx(total / 5, rel=1e-4)
 
 
 def test_holdout_val_is_per_class_disjoint_and_seeded():
     labels = np.repeat(np.arange(4), [10, 20, 1, 30])
-    tr, va = da.holdout_val(labels, 0.1, seed=0)
+    tr, va = holdout_val(labels, 0.1, seed=0)
     assert set(tr).isdisjoint(va) and len(tr) + len(va) == len(labels)
     assert np.bincount(labels[va], minlength=4).tolist() == [1, 2, 0, 3]
-    tr2, va2 = da.holdout_val(labels, 0.1, seed=0)
+    tr2, va2 = holdout_val(labels, 0.1, seed=0)
     assert va.tolist() == va2.tolist()
 
 
@@ -275,9 +278,9 @@ def test_oracle_zero_shot_is_perfect_and_partial_captions_carry_no_certainty(sma
         assert out.metrics[f"{pair}/zero_shot/mpca"].value == 1.0
     enc = CachedEncoder(backend, cache=None, progress=False)
     split = small_synth.domains["photo"]["train"]
-    prompts = da.class_prompt_embeddings(enc, small_synth.classes, ["a photo of a {}."])
+    prompts = class_prompt_embeddings(enc, small_synth.classes, ["a photo of a {}."])
     u = torch.nn.functional.normalize(enc.texts(split.captions), dim=-1)
-    conf = da.certainty(torch.softmax(u @ prompts.T / 0.01, dim=1), "entropy")
+    conf = certainty(torch.softmax(u @ prompts.T / 0.01, dim=1), "entropy")
     q = np.array(split.quality)
     assert torch.all(conf[torch.from_numpy(q == "partial")] < 1e-6)
     assert torch.all(conf[torch.from_numpy(q != "partial")] > 0.99)
@@ -296,3 +299,51 @@ def test_embedded_task_all_pairs_with_random_backend(small_synth):
     assert all(row[row["source \\ target"]] is not None for row in matrix)   # in-domain diagonal
     assert len(out.tables["pairs"]) == 6 * 3
     json.dumps({"m": {k: v.to_json() for k, v in out.metrics.items()}, "t": out.tables, "d": out.details})
+
+
+# ----------------------------------------------------------------------------- protocol and names
+def test_metric_names_are_exactly_what_the_evaluator_emits(small_synth):
+    from ctxbench_plugins.random_backend import RandomBackend
+    p = {**PROTOCOL_DEFAULTS, "pairs": "all", "bootstrap_resamples": 50, "epochs": 2}
+    out = evaluate(EvalRequest(task=None, dataset=small_synth,
+                               encoder=CachedEncoder(RandomBackend(dim=16), cache=None, progress=False),
+                               protocol=p, seed=0))
+    emitted = set(out.metrics)
+    assert emitted == set(metric_names(p, domains=list(small_synth.domains)))
+    assert set(metric_names(p)) <= emitted and set(out.headline) <= set(metric_names(p))
+    ds, backend = gaussian_shift("informative", 0, per_class={"train": 4, "val": 2, "test": 3})
+    for protos in (["zero_shot"], ["source_only", "adapt"], ["adapt"]):
+        one = run(ds, backend, protocols=protos, epochs=2, bootstrap_resamples=50)
+        q = {**PROTOCOL_DEFAULTS, "source": "src", "target": "tgt", "protocols": protos}
+        assert set(one.metrics) == set(metric_names(q)), protos
+
+
+@pytest.mark.parametrize("option, value", [
+    ("protocols", ["zero_shot", "sideways"]), ("protocols", []), ("certainty", "vibes"),
+    ("pseudo_labels", "oracle"), ("prompt_templates", ["no placeholder"]), ("val_fraction", 1.5),
+    ("lambda_pseudo", -1), ("epochs", 0), ("batch_size", 2.5), ("calibrate_temperature", "yes"),
+    ("temperature", 0), ("bootstrap_resamples", True), ("pairs", ["a-b"])])
+def test_check_protocol_names_the_offending_option(option, value):
+    from ctxbench.errors import ProtocolError
+    p = {**PROTOCOL_DEFAULTS, "source": "usa", "target": "asia"}
+    if option == "pairs":
+        p.update(source=None, target=None)
+    p[option] = value
+    with pytest.raises(ProtocolError) as err:
+        check_protocol(p)
+    assert err.value.option == option
+
+
+def test_shipped_protocols_pass_the_check():
+    check_protocol({**PROTOCOL_DEFAULTS, "pairs": "all"})
+    check_protocol({**PROTOCOL_DEFAULTS, "source": "usa", "target": "asia"})
+
+
+def test_family_module_imports_no_heavy_library():
+    import subprocess
+    import sys
+    code = ("import sys, ctxbench.families.domain_adaptation as f; f.ctxbench_families(); "
+            "f.ctxbench_dataset_loaders(); f.ctxbench_metrics(); "
+            "print([m for m in ('torch', 'numpy', 'matplotlib', 'datasets', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""metrics/domain.py against hand computations and an analytic bootstrap variance."""
+"""The domain_adaptation metrics against hand computations and an analytic bootstrap variance."""
 
 import numpy as np
 import pytest
