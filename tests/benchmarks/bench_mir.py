@@ -20,7 +20,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from ctxbench.families.multi_instance_retrieval.data import relevancy_from_classes
+from ctxbench.families.multi_instance_retrieval.annotations import relevancy_from_classes
 from ctxbench.families.multi_instance_retrieval.metrics import mir_per_query
 
 pytestmark = pytest.mark.benchmark

@@ -1,4 +1,4 @@
-"""Data structures for the context_retrieval family (SPEC §1, seeds/000_*).
+"""Data structures and the JSON loader of the context_retrieval family.
 
 Tsutsumi & Kohita, "Same image, different meaning": images are grouped (5 per
 group, e.g. scenes of one movie); each group has two or more stories (context C:
@@ -36,8 +36,9 @@ unique in the file; ``story`` is one of the group's stories and has an entry in
 four levels, each a string or ``null`` (``null`` = explicitly missing: that (image,
 level) is not evaluated). Image paths are relative to ``image_root`` (default: the
 JSON file's folder); absolute paths and paths that resolve outside the root (``..``,
-symlinks) are refused (:class:`~ctxbench.errors.PathEscapeError`). Images are read
-lazily; their cache key is the hash of the file's bytes.
+symlinks) are refused (:class:`~ctxbench.errors.PathEscapeError`; the check is
+:func:`ctxbench.io.paths.contained`, resolve-then-contain). Images are read lazily;
+their cache key is the hash of the file's bytes.
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataNotFound, DatasetFormatError, PathEscapeError
+from ...errors import DataNotFound, DatasetFormatError
 from ...inputs import ImageRef
+from ...io.paths import contained, option_path
+from .protocol import LEVELS
 
-LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
+__all__ = ["LEVELS", "Story", "CRImage", "CRGroup", "ContextRetrievalDataset", "load_json",
+           "load_from_options", "limit_groups"]
 
 
 @dataclass(frozen=True)
@@ -134,18 +138,6 @@ class _Reader:
         return value
 
 
-def _safe_image_path(reader: _Reader, root: Path, rel: str, where: str) -> Path:
-    if Path(rel).is_absolute() or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
-        raise PathEscapeError(f"{reader.path}: field '{where}': absolute path {rel!r} refused "
-                              f"(give a path relative to the image root {root})")
-    resolved = (root / rel).resolve()
-    if not resolved.is_relative_to(root):
-        raise PathEscapeError(f"{reader.path}: field '{where}': path {rel!r} resolves to {resolved}, "
-                              f"outside the image root {root} (no '..' or symlinks leading out; "
-                              f"move the image under the root or pass another image_root)")
-    return resolved
-
-
 def load_json(path: str | Path, image_root: str | Path | None = None) -> ContextRetrievalDataset:
     """Read a dataset in the JSON format of the module docstring."""
     path = Path(path)
@@ -164,15 +156,35 @@ def load_json(path: str | Path, image_root: str | Path | None = None) -> Context
     root = root.resolve()
     name = r.get(doc, "name", "", str, optional=True) or path.stem
     meta = dict(r.get(doc, "meta", "", dict, optional=True) or {})
-    images: list[CRImage] = []
-    stories: dict[str, Story] = {}
-    groups: list[CRGroup] = []
-    assignment: dict[str, str] = {}
-    queries: dict[tuple[str, str, str], str] = {}
+    parsed = _Parsed(r, root)
     seen_groups: set[str] = set()
-    missing_files: list[str] = []
     for gi, group in enumerate(r.get(doc, "groups", "", list, "add a list of groups")):
-        gw = f"groups[{gi}]"
+        parsed.group(gi, group, seen_groups)
+    if parsed.missing_files:
+        missing = parsed.missing_files
+        shown = "; ".join(missing[:5]) + (f"; ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        raise DataNotFound(f"{path}: image files not found under {root}: {shown}. {_OBTAIN}")
+    if not parsed.images:
+        raise r.fail("groups", "no images", "add at least one group with images")
+    meta.setdefault("source_file", str(path))
+    return ContextRetrievalDataset(name, parsed.images, parsed.stories, parsed.groups,
+                                   parsed.assignment, parsed.queries, meta)
+
+
+class _Parsed:
+    """What :func:`load_json` has read so far; each method checks one JSON object."""
+
+    def __init__(self, reader: _Reader, root: Path):
+        self.r, self.root = reader, root
+        self.images: list[CRImage] = []
+        self.stories: dict[str, Story] = {}
+        self.groups: list[CRGroup] = []
+        self.assignment: dict[str, str] = {}
+        self.queries: dict[tuple[str, str, str], str] = {}
+        self.missing_files: list[str] = []
+
+    def group(self, gi: int, group: Any, seen_groups: set[str]) -> None:
+        r, gw = self.r, f"groups[{gi}]"
         if not isinstance(group, dict):
             raise r.fail(gw, "expected an object", "each group is {id, stories, images}")
         gid = r.get(group, "id", gw, str)
@@ -185,60 +197,87 @@ def load_json(path: str | Path, image_root: str | Path | None = None) -> Context
             if not isinstance(story, dict):
                 raise r.fail(sw, "expected an object", "each story is {id, title, synopsis}")
             sid = r.get(story, "id", sw, str)
-            if sid in stories:
+            if sid in self.stories:
                 raise r.fail(f"{sw}.id", f"duplicate story id {sid!r}", "story ids must be unique in the file")
-            stories[sid] = Story(sid, r.get(story, "title", sw, str), r.get(story, "synopsis", sw, str))
+            self.stories[sid] = Story(sid, r.get(story, "title", sw, str), r.get(story, "synopsis", sw, str))
             sids.append(sid)
         if not sids:
             raise r.fail(f"{gw}.stories", "empty", "each group needs at least one story (the paper: two or more)")
-        iids: list[str] = []
-        for ii, image in enumerate(r.get(group, "images", gw, list)):
-            iw = f"{gw}.images[{ii}]"
-            if not isinstance(image, dict):
-                raise r.fail(iw, "expected an object", "each image is {id, path, story, queries}")
-            iid = r.get(image, "id", iw, str)
-            if iid in assignment:
-                raise r.fail(f"{iw}.id", f"duplicate image id {iid!r}", "image ids must be unique in the file")
-            file = _safe_image_path(r, root, r.get(image, "path", iw, str), f"{iw}.path")
-            if not file.is_file():
-                missing_files.append(f"{iw}.path = {file}")
-            assigned = r.get(image, "story", iw, str)
-            if assigned not in sids:
-                raise r.fail(f"{iw}.story", f"{assigned!r} is not a story of group {gid!r}",
-                             f"use one of {sids}")
-            qmap = r.get(image, "queries", iw, dict)
-            if assigned not in qmap:
-                raise r.fail(f"{iw}.queries", f"no queries for the assigned story {assigned!r}",
-                             f"add \"{assigned}\": {{\"L1\": ..., \"L2\": ..., \"L3\": ..., \"L4\": ...}}")
-            for sid, levels in qmap.items():
-                qw = f"{iw}.queries.{sid}"
-                if sid not in sids:
-                    raise r.fail(qw, f"{sid!r} is not a story of group {gid!r}", f"use one of {sids}")
-                if not isinstance(levels, dict):
-                    raise r.fail(qw, "expected an object", "give {\"L1\": ..., ..., \"L4\": ...}")
-                for level in LEVELS:
-                    if level not in levels:
-                        raise r.fail(f"{qw}.{level}", "missing",
-                                     "give the query, or null if this level is explicitly missing")
-                    text = levels[level]
-                    if text is None:
-                        continue
-                    if not isinstance(text, str) or not text.strip():
-                        raise r.fail(f"{qw}.{level}", f"expected a non-empty string or null, got {text!r:.60}",
-                                     "write the query text, or null if it is missing")
-                    queries[(iid, sid, level)] = text
-                extra = sorted(set(levels) - set(LEVELS))
-                if extra:
-                    raise r.fail(f"{qw}.{extra[0]}", "unknown level", f"levels are {', '.join(LEVELS)}")
-            ref = ImageRef.from_path(file)
-            images.append(CRImage(iid, gid, ref))
-            assignment[iid] = assigned
-            iids.append(iid)
-        groups.append(CRGroup(gid, tuple(iids), tuple(sids)))
-    if missing_files:
-        shown = "; ".join(missing_files[:5]) + (f"; ... ({len(missing_files)} in all)" if len(missing_files) > 5 else "")
-        raise DataNotFound(f"{path}: image files not found under {root}: {shown}. {_OBTAIN}")
-    if not images:
-        raise r.fail("groups", "no images", "add at least one group with images")
-    meta.setdefault("source_file", str(path))
-    return ContextRetrievalDataset(name, images, stories, groups, assignment, queries, meta)
+        iids = [self.image(f"{gw}.images[{ii}]", image, gid, sids)
+                for ii, image in enumerate(r.get(group, "images", gw, list))]
+        self.groups.append(CRGroup(gid, tuple(iids), tuple(sids)))
+
+    def image(self, iw: str, image: Any, gid: str, sids: list[str]) -> str:
+        r = self.r
+        if not isinstance(image, dict):
+            raise r.fail(iw, "expected an object", "each image is {id, path, story, queries}")
+        iid = r.get(image, "id", iw, str)
+        if iid in self.assignment:
+            raise r.fail(f"{iw}.id", f"duplicate image id {iid!r}", "image ids must be unique in the file")
+        file = contained(self.root, r.get(image, "path", iw, str), f"{r.path}: field '{iw}.path'")
+        if not file.is_file():
+            self.missing_files.append(f"{iw}.path = {file}")
+        assigned = r.get(image, "story", iw, str)
+        if assigned not in sids:
+            raise r.fail(f"{iw}.story", f"{assigned!r} is not a story of group {gid!r}",
+                         f"use one of {sids}")
+        qmap = r.get(image, "queries", iw, dict)
+        if assigned not in qmap:
+            raise r.fail(f"{iw}.queries", f"no queries for the assigned story {assigned!r}",
+                         f"add \"{assigned}\": {{\"L1\": ..., \"L2\": ..., \"L3\": ..., \"L4\": ...}}")
+        for sid, levels in qmap.items():
+            self.story_queries(f"{iw}.queries.{sid}", iid, sid, levels, gid, sids)
+        self.images.append(CRImage(iid, gid, ImageRef.from_path(file)))
+        self.assignment[iid] = assigned
+        return iid
+
+    def story_queries(self, qw: str, iid: str, sid: str, levels: Any, gid: str, sids: list[str]) -> None:
+        r = self.r
+        if sid not in sids:
+            raise r.fail(qw, f"{sid!r} is not a story of group {gid!r}", f"use one of {sids}")
+        if not isinstance(levels, dict):
+            raise r.fail(qw, "expected an object", "give {\"L1\": ..., ..., \"L4\": ...}")
+        for level in LEVELS:
+            if level not in levels:
+                raise r.fail(f"{qw}.{level}", "missing",
+                             "give the query, or null if this level is explicitly missing")
+            text = levels[level]
+            if text is None:
+                continue
+            if not isinstance(text, str) or not text.strip():
+                raise r.fail(f"{qw}.{level}", f"expected a non-empty string or null, got {text!r:.60}",
+                             "write the query text, or null if it is missing")
+            self.queries[(iid, sid, level)] = text
+        extra = sorted(set(levels) - set(LEVELS))
+        if extra:
+            raise r.fail(f"{qw}.{extra[0]}", "unknown level", f"levels are {', '.join(LEVELS)}")
+
+
+def limit_groups(ds: ContextRetrievalDataset, limit: int | None) -> ContextRetrievalDataset:
+    """``--limit N``: the first groups holding at most N images (whole groups, so the
+    cluster structure stays intact; at least one group). ``ds`` itself when nothing
+    is cut."""
+    if not limit or len(ds.images) <= limit:
+        return ds
+    keep_groups, count = [], 0
+    for g in ds.groups:
+        if count and count + len(g.image_ids) > limit:
+            break
+        keep_groups.append(g)
+        count += len(g.image_ids)
+    ids = {i for g in keep_groups for i in g.image_ids}
+    return ContextRetrievalDataset(
+        name=ds.name, images=[im for im in ds.images if im.id in ids],
+        stories={s: st for s, st in ds.stories.items() if any(s in g.story_ids for g in keep_groups)},
+        groups=keep_groups, assignment={i: s for i, s in ds.assignment.items() if i in ids},
+        queries={k: v for k, v in ds.queries.items() if k[0] in ids},
+        meta={**ds.meta, "limited_to": count})
+
+
+def load_from_options(options: dict, ctx) -> ContextRetrievalDataset:
+    """The ``context_retrieval_json`` loader: ``path`` and ``image_root`` are task-relative
+    (:func:`ctxbench.io.paths.option_path`)."""
+    if options.get("path") is None:
+        raise ValueError("dataset option 'path' is required (the dataset's JSON file)")
+    ds = load_json(option_path(options, "path", ctx), option_path(options, "image_root", ctx))
+    return limit_groups(ds, getattr(ctx, "limit", None))

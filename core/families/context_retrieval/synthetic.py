@@ -1,4 +1,4 @@
-"""Embedded mini dataset of the context_retrieval family (SPEC §1), drawn from the world.
+"""Embedded mini dataset of the context_retrieval family, drawn from the synthetic world.
 
 Each group is a "movie": ``images_per_group`` scenes of 2-3 objects and
 ``stories_per_group`` stories of different genres, each with a protagonist whose
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import LEVELS, ContextRetrievalDataset, CRGroup, CRImage, Story
+from .data import LEVELS, ContextRetrievalDataset, CRGroup, CRImage, Story, limit_groups
 from ...synthetic_world import (COLOURS, GENERATOR_VERSION, LIGHTING, SIZES, WARMTH, Scene, article,
                     describe_object, list_phrase, rng_for, sample_scene, scene_ref)
 
@@ -207,3 +207,9 @@ def no_context_ceiling(dataset: ContextRetrievalDataset) -> dict[str, float]:
         evals = dataset.evaluation_queries(lv)
         out[lv] = float(np.mean([1.0 / sum(q in p for p in producible) for _, q in evals]))
     return out
+
+
+def load_from_options(options: dict, ctx) -> ContextRetrievalDataset:
+    """The ``synthetic_context_retrieval`` loader: :func:`build` with the task's options,
+    then ``--limit`` (whole groups)."""
+    return limit_groups(build(**options), getattr(ctx, "limit", None))

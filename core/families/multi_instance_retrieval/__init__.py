@@ -1,12 +1,95 @@
-"""The multi_instance_retrieval family (hooks re-exported for pluggy); its task files are in tasks/multi_instance_retrieval/."""
+"""The multi_instance_retrieval family: EPIC-KITCHENS-100 multi-instance retrieval.
+
+Its hooks, registered with pluggy like a third-party family's. This module stays
+light (``ctxbench list`` imports every family): the evaluator, the loaders, the
+metrics and the plots are imported only when used. The challenge export
+(``ctxbench export-epic``) is :mod:`.export`. Task files:
+``tasks/multi_instance_retrieval/``.
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
 
 from ...hooks import hookimpl
-from .evaluator import ctxbench_dataset_loaders, ctxbench_families, ctxbench_metrics  # noqa: F401
+from ...registrations import FamilySpec, LoaderSpec, MetricSpec
+from .protocol import FAMILY, PROTOCOL_DEFAULTS, REFERENCE, check_protocol, metric_names
+
+REAL_OPTIONS = {
+    "annotations_dir": "folder with EPIC_100_retrieval_test(.csv|.pkl) and _sentence(.csv|.pkl)",
+    "frames_dir": "rgb_frames folder: <participant>/<video>/frame_0000000001.jpg",
+    "videos_dir": "videos folder (used when frames_dir is absent): <participant>/videos/<video>.MP4",
+    "frame_template": "frame path under frames_dir (fields participant_id, video_id, frame)",
+    "video_template": "video path under videos_dir (fields participant_id, video_id)",
+    "clips_file": "clip table file name (default EPIC_100_retrieval_test.csv)",
+    "sentences_file": "caption table file name (default EPIC_100_retrieval_test_sentence.csv)",
+    "relevancy": "'auto' (pickled matrix if present, else derived), 'derive', or a file",
+}
+SYNTH_OPTIONS = {"n_clips": "number of clips (default 96)", "seed": "generator seed (default 0)",
+                 "clip_length": "frames per clip before sampling (default 16)",
+                 "size": "frame size in pixels (default 64)",
+                 "max_objects": "objects per clip, 1..max (default 2)"}
+
+
+def evaluate(request):
+    """The family's evaluator (:func:`.evaluator.evaluate`), imported on first use."""
+    from .evaluator import evaluate as run
+    return run(request)
+
+
+def load_real(options: dict, ctx):
+    from .data import load_from_options
+    return load_from_options(options, ctx)
+
+
+def load_synthetic(options: dict, ctx):
+    from .synthetic import load_from_options
+    return load_from_options(options, ctx)
+
+
+def mir_map(similarity, relevancy, **kw):
+    """Official mAP, V->T / T->V / avg (:func:`.metrics.mir_map`)."""
+    from .metrics import mir_map as metric
+    return metric(similarity, relevancy, **kw)
+
+
+def mir_ndcg(similarity, relevancy, **kw):
+    """Official nDCG, V->T / T->V / avg (:func:`.metrics.mir_ndcg`)."""
+    from .metrics import mir_ndcg as metric
+    return metric(similarity, relevancy, **kw)
+
+
+def plots():
+    from .plots import PLOTS
+    return PLOTS
+
+
+@hookimpl
+def ctxbench_families():
+    return [FamilySpec(name=FAMILY, evaluate=evaluate, protocol_defaults=dict(PROTOCOL_DEFAULTS),
+                       check_protocol=check_protocol, metric_names=metric_names, plots=plots,
+                       description="EPIC-KITCHENS-100 multi-instance retrieval: official mAP and "
+                                   "nDCG (soft relevance), V->T, T->V, average")]
+
+
+@hookimpl
+def ctxbench_dataset_loaders():
+    return [LoaderSpec("epic100_mir", load_real, FAMILY, "EPIC-KITCHENS-100 MIR test set "
+                       "(official annotation files + frames or videos)", dict(REAL_OPTIONS)),
+            LoaderSpec("synthetic_kitchen_mir", load_synthetic, FAMILY, "embedded kitchen clips "
+                       "from the synthetic world (verb = motion, nouns = objects)",
+                       dict(SYNTH_OPTIONS))]
+
+
+@hookimpl
+def ctxbench_metrics():
+    return [MetricSpec("mir_map", mir_map, "mAP (R == 1 relevant, soft precision), "
+                       "V->T / T->V / avg", FAMILY, True, REFERENCE),
+            MetricSpec("mir_ndcg", mir_ndcg, "nDCG (linear gains, truncated at #R > 0), "
+                       "V->T / T->V / avg", FAMILY, True, REFERENCE)]
 
 
 @hookimpl
 def ctxbench_task_dirs():
     import ctxbench_tasks
-    return [Path(ctxbench_tasks.__file__).parent / "multi_instance_retrieval"]
+    return [Path(ctxbench_tasks.__file__).parent / FAMILY]

@@ -1,4 +1,4 @@
-"""EPIC-KITCHENS-100 multi-instance retrieval metrics: mAP and nDCG (SPEC §3).
+"""EPIC-KITCHENS-100 multi-instance retrieval metrics: mAP and nDCG.
 
 Exactly the official evaluation of the EPIC-KITCHENS-100 MIR challenge,
 ``src/evaluation/mAP.py`` and ``src/evaluation/nDCG.py`` in
@@ -60,14 +60,13 @@ from typing import Any
 
 import numpy as np
 
+from .protocol import NAN_POLICIES, REFERENCE  # noqa: F401  (REFERENCE: the official code followed)
+
 _LITTLE = sys.byteorder == "little"
 DIRECTIONS = ("v2t", "t2v")
-NAN_POLICIES = ("propagate", "omit")
 DEFAULT_CHUNK_ELEMENTS = 262_144   # ~2 MB per array: the working set stays in cache
 MAX_THREADS = 4
 TRANSPOSE_BLOCK_ELEMENTS = 2_000_000   # T->V: columns transposed per copy (~24 MB)
-REFERENCE = ("mwray/Joint-Part-of-Speech-Embeddings src/evaluation/mAP.py, nDCG.py "
-             "(EPIC-KITCHENS-100 multi-instance retrieval challenge)")
 
 
 def _as_numpy(x: Any, name: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Embedded mini version of EPIC-KITCHENS-100 multi-instance retrieval (SPEC §3).
+"""Embedded mini version of EPIC-KITCHENS-100 multi-instance retrieval.
 
 "Kitchen clips" drawn from the synthetic world (:mod:`ctxbench.synthetic_world`): a
 scene of one or two objects on the ``kitchen counter`` background, the first
@@ -28,7 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .data import MIRDataset, relevancy_from_classes, sample_frame_indices
+from . import SYNTH_OPTIONS
+from .annotations import relevancy_from_classes
+from .clips import sample_frame_indices
+from .data import MIRDataset, limit_indices
 from ...inputs import ImageRef
 from ...synthetic_world import GENERATOR_VERSION, MOTIONS, SHAPES, Scene, clip_scenes, list_phrase, rng_for, \
     sample_scene, scene_ref
@@ -103,3 +106,11 @@ def build(n_clips: int = 96, seed: int = 0, clip_length: int = 16, size: int = 6
         meta={"generator": f"world/v{GENERATOR_VERSION}+kitchen/v{KITCHEN_VERSION}",
               "verbs": [c.verb for c in clips], "nouns": [list(c.nouns) for c in clips],
               "clip_length": clip_length, "seed": seed})
+
+
+def load_from_options(options: dict, ctx) -> MIRDataset:
+    """The ``synthetic_kitchen_mir`` loader: :func:`build`, then ``--limit`` as for the
+    real set (:func:`ctxbench.families.multi_instance_retrieval.data.limit_indices`)."""
+    ds = build(**{k: int(options[k]) for k in SYNTH_OPTIONS if k in options})
+    cut = limit_indices(ds.relevancy, getattr(ctx, "limit", None))
+    return ds if cut is None else ds.subset(*cut)

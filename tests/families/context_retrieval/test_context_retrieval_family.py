@@ -8,6 +8,8 @@ import torch
 from ctxbench.backend import Capabilities
 from ctxbench.encoder import CachedEncoder
 from ctxbench.families.context_retrieval import evaluator as cr
+from ctxbench.families.context_retrieval.data import limit_groups
+from ctxbench.families.context_retrieval.protocol import PROTOCOL_DEFAULTS
 from ctxbench.families.contract import EvalRequest
 from ctxbench.families.context_retrieval.synthetic import build
 from ctxbench_plugins.random_backend import RandomBackend
@@ -21,7 +23,7 @@ def dataset():
 
 def run(backend, dataset, **protocol):
     enc = CachedEncoder(backend, cache=None, progress=False)
-    p = {**cr.PROTOCOL_DEFAULTS, "bootstrap_resamples": 500, **protocol}
+    p = {**PROTOCOL_DEFAULTS, "bootstrap_resamples": 500, **protocol}
     return cr.evaluate(EvalRequest(task=None, dataset=dataset, encoder=enc, protocol=p)), enc
 
 
@@ -90,6 +92,6 @@ def test_source_mode_and_divergence(dataset):
 
 
 def test_limit_keeps_whole_groups(dataset):
-    small = cr._limit(dataset, 12)
+    small = limit_groups(dataset, 12)
     assert len(small.images) == 10 and len(small.groups) == 2
     assert all(im.group in {g.id for g in small.groups} for im in small.images)

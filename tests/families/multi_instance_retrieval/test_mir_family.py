@@ -17,6 +17,9 @@ from ctxbench.encoder import CachedEncoder
 from ctxbench.errors import CtxbenchError, DataNotFound
 from ctxbench.families.multi_instance_retrieval.export import export_submission
 from ctxbench.families.multi_instance_retrieval import evaluator as mir
+from ctxbench.families.multi_instance_retrieval import tta
+from ctxbench.families.multi_instance_retrieval.export import SIMILARITY_ARTIFACT
+from ctxbench.families.multi_instance_retrieval.protocol import METRICS, PROTOCOL_DEFAULTS
 from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import ImageRef, pil_key
 from ctxbench.families.multi_instance_retrieval.metrics import mir_map
@@ -25,7 +28,7 @@ from ctxbench.families.multi_instance_retrieval import synthetic as kitchen
 from ctxbench.synthetic_world import MOTIONS, SHAPES
 from ctxbench_plugins.random_backend import RandomBackend
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def dataset():
 
 def run(backend, dataset, artifact_dir=None, **protocol):
     enc = CachedEncoder(backend, cache=None, progress=False)
-    p = {**mir.PROTOCOL_DEFAULTS, "n_frames": 4, "bootstrap_resamples": 300, **protocol}
+    p = {**PROTOCOL_DEFAULTS, "n_frames": 4, "bootstrap_resamples": 300, **protocol}
     return mir.evaluate(EvalRequest(task=None, dataset=dataset, encoder=enc, protocol=p,
                                     artifact_dir=artifact_dir)), enc
 
@@ -119,10 +122,10 @@ def test_kitchen_dataset_is_deterministic_and_seeded():
 # ----------------------------------------------------------------------------- evaluator
 def test_oracle_reaches_map_and_ndcg_of_one(dataset):
     out, _ = run(KitchenOracle(dataset), dataset)
-    for name in mir.METRICS:
+    for name in METRICS:
         assert out.metrics[name].value == pytest.approx(1.0, abs=1e-9), name
     assert out.metrics["map_v2t"].n == 48 and out.metrics["map_t2v"].n == len(dataset.captions)
-    assert out.headline == list(mir.METRICS)
+    assert out.headline == list(METRICS)
 
 
 def test_random_backend_stays_near_chance(dataset):
@@ -158,14 +161,14 @@ def test_queries_without_a_relevant_item(dataset):
 
 def _sim(ds):
     enc = CachedEncoder(RandomBackend(seed=0), cache=None, progress=False)
-    vis = mir.clip_embeddings(enc, ds.clips, 4, [(False, 1.0)])
+    vis = tta.clip_embeddings(enc, ds.clips, 4, [(False, 1.0)])
     txt = torch.nn.functional.normalize(enc.texts(ds.captions), dim=-1)
     return (vis @ txt.T).numpy()
 
 
 def test_artifact_and_challenge_export(dataset, tmp_path):
     out, _ = run(RandomBackend(seed=0), dataset, artifact_dir=tmp_path / "cell.artifacts")
-    npz = tmp_path / "cell.artifacts" / mir.SIMILARITY_ARTIFACT
+    npz = tmp_path / "cell.artifacts" / SIMILARITY_ARTIFACT
     assert out.details["similarity_artifact"] == str(npz)
     with np.load(npz, allow_pickle=False) as data:
         sim = data["sim"]
@@ -185,7 +188,7 @@ def test_artifact_and_challenge_export(dataset, tmp_path):
     with pytest.raises(CtxbenchError, match="level 0..5"):
         export_submission(npz, tmp_path / "x.pkl", sls_td=7)
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / mir.SIMILARITY_ARTIFACT).write_bytes(npz.read_bytes())
+    (tmp_path / "other" / SIMILARITY_ARTIFACT).write_bytes(npz.read_bytes())
     with pytest.raises(CtxbenchError, match="2 similarity files"):
         export_submission(tmp_path, tmp_path / "y.pkl")
 
@@ -220,19 +223,19 @@ def gradient_ref(seed):
 
 def test_tta_refs_have_their_own_keys_and_pixels():
     ref = gradient_ref(1)
-    flipped = mir.transform_ref(ref, True, 1.0)
-    cropped = mir.transform_ref(ref, False, 0.5)
-    both = mir.transform_ref(ref, True, 0.5)
-    assert mir.transform_ref(ref, False, 1.0) is ref
+    flipped = tta.transform_ref(ref, True, 1.0)
+    cropped = tta.transform_ref(ref, False, 0.5)
+    both = tta.transform_ref(ref, True, 0.5)
+    assert tta.transform_ref(ref, False, 1.0) is ref
     assert len({ref.key, flipped.key, cropped.key, both.key}) == 4
     a, f = np.asarray(ref.load()), np.asarray(flipped.load())
     assert np.array_equal(f, a[:, ::-1])
     c = np.asarray(cropped.load())
     assert c.shape == a.shape and c[..., 2].min() >= 150      # only the central square remains
-    assert mir.tta_transforms({"tta_hflip": True, "tta_scales": [1.0, 0.875]}) == \
+    assert tta.tta_transforms({"tta_hflip": True, "tta_scales": [1.0, 0.875]}) == \
         [(False, 1.0), (True, 1.0), (False, 0.875), (True, 0.875)]
     with pytest.raises(ValueError, match="tta_scales"):
-        mir.tta_transforms({"tta_hflip": False, "tta_scales": [1.5]})
+        tta.tta_transforms({"tta_hflip": False, "tta_scales": [1.5]})
 
 
 def test_tta_averages_normalised_clip_embeddings():
@@ -247,18 +250,18 @@ def test_tta_averages_normalised_clip_embeddings():
     backend = MeanColourBackend()
     enc = CachedEncoder(backend, cache=None, progress=False)
     transforms = [(False, 1.0), (True, 1.0)]
-    got = mir.clip_embeddings(enc, clips, 2, transforms)
+    got = tta.clip_embeddings(enc, clips, 2, transforms)
     norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     want = []
     for clip in clips:
         total = 0
         for flip, scale in transforms:
-            images = [mir.transform_ref(r, flip, scale).load() for r in clip.refs]
+            images = [tta.transform_ref(r, flip, scale).load() for r in clip.refs]
             frames = norm(backend.encode_images(images, [None, None]).numpy())
             total = total + norm(frames.mean(axis=0))
         want.append(norm(total))
     np.testing.assert_allclose(got.numpy(), np.stack(want), atol=1e-6)
-    assert not np.allclose(got.numpy(), mir.clip_embeddings(enc, clips, 2, [(False, 1.0)]).numpy())
+    assert not np.allclose(got.numpy(), tta.clip_embeddings(enc, clips, 2, [(False, 1.0)]).numpy())
 
 
 def test_video_backend_receives_whole_clips(dataset):

@@ -15,7 +15,7 @@ from ctxbench.io import safe_pickle
 from ctxbench.families.multi_instance_retrieval import data as epic
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
 
-REAL = Path(__file__).resolve().parents[2] / "shared/data/epic100"
+REAL = Path(__file__).resolve().parents[4] / "shared/data/epic100"
 
 # narration_id, participant, video, start, stop, narration, verb, verb_class, nouns, noun classes
 CLIPS = [
