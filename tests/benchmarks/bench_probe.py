@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch.nn.functional import normalize
 
-from ctxbench.families.metadata_sentiment import evaluator as fam
+from ctxbench.families.metadata_sentiment.heads import LinearHead, RelevanceFusionHead
+from ctxbench.families.metadata_sentiment.training import fit_probe, standardise
 from ctxbench.probe import stratified_split
 
 pytestmark = pytest.mark.benchmark
@@ -42,13 +43,13 @@ def _fit(kind, x, mask, y, splits, epochs, patience, device):
     common = dict(weight_decays=[1e-4], epochs=epochs, patience=patience, batch_size=256, seed=0,
                   device=device)
     if kind == "linear":
-        xi = fam.standardise(x[:, 0], splits["train"])
-        make, inputs, lr = (lambda: fam.LinearHead(D, K)), [xi], 1e-2
+        xi = standardise(x[:, 0], splits["train"])
+        make, inputs, lr = (lambda: LinearHead(D, K)), [xi], 1e-2
     else:
-        xs = fam.standardise(x, splits["train"], mask)
-        make, inputs, lr = (lambda: fam.RelevanceFusionHead(D, 1 + FIELDS, K)), [xs, mask], 1e-3
+        xs = standardise(x, splits["train"], mask)
+        make, inputs, lr = (lambda: RelevanceFusionHead(D, 1 + FIELDS, K)), [xs, mask], 1e-3
     t0 = time.perf_counter()
-    fit = fam.fit_probe(make, inputs, targets, splits["train"], splits["val"], y[splits["val"]], lr=lr, **common)
+    fit = fit_probe(make, inputs, targets, splits["train"], splits["val"], y[splits["val"]], lr=lr, **common)
     return time.perf_counter() - t0, fit
 
 
@@ -67,5 +68,5 @@ def test_probe_training_time_per_10k(kind, device):
     print(f"\n[bench_probe] {kind} on {device}: {per_epoch:.3f} s/epoch per 10k items; full default "
           f"fit {full:.2f} s for {n_train} train items (best epoch {fit.best_epoch} of "
           f"{fit.epochs_run} run; val acc {fit.best_val:.3f}; "
-          f"CPU threads {fam.PROBE_THREADS})")
+          f"CPU threads {torch.get_num_threads()})")
     assert per_epoch < 60 and fit.best_val > 0.5

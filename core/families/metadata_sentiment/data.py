@@ -1,14 +1,16 @@
-"""Datasets of the metadata_sentiment family (SPEC §2; SentiFormer, seeds/001_*).
+"""Datasets of the metadata_sentiment family: the in-memory structure and the row parsing
+shared by every reader (SentiFormer, Feng et al. 2025, arXiv:2502.15322).
 
-One in-memory structure, :class:`SentimentDataset`, filled by three readers:
+One structure, :class:`SentimentDataset`, filled by three readers:
 
-- :func:`load_folders` — FI in its usual layout (You et al., AAAI 2016): one folder
-  per emotion under a root (``<root>/amusement/*.jpg`` ...). FI has no official
-  split. Metadata come from an optional *sidecar* JSONL (SentiFormer generated
-  captions with BLIP, object tags with a detector and scene labels with a
+- :func:`.data_files.load_folders` -- FI in its usual layout (You et al., AAAI 2016):
+  one folder per emotion under a root (``<root>/amusement/*.jpg`` ...). FI has no
+  official split. Metadata come from an optional *sidecar* JSONL (SentiFormer
+  generated captions with BLIP, object tags with a detector and scene labels with a
   Places365 classifier): one object per line, ``{"image": "<path relative to
   root>", "caption": ..., "tags": ..., "scene": ..., <extra text fields>}``.
-- :func:`load_manifest` — a generic manifest, CSV or JSONL, one row per image::
+- :func:`.data_files.load_manifest` -- a generic manifest, CSV or JSONL, one row per
+  image::
 
       image        path relative to the image root (required)
       label        class name (or 0-based index into ``classes``)
@@ -19,10 +21,10 @@ One in-memory structure, :class:`SentimentDataset`, filled by three readers:
       split        optional: train | val | test (all rows or none)
       caption, scene, tags, and any extra text fields named in ``text_fields``
 
-- :func:`load_hf` — a Hugging Face ``datasets`` source (a local folder, a
-  ``save_to_disk`` folder, or a hub id); image, label and metadata columns are named
-  in the task YAML. With ``HF_HUB_OFFLINE=1`` a hub id that is not in the local
-  cache fails at once with :class:`~ctxbench.errors.DataNotFound`.
+- :func:`.data_hf.load_hf` -- a Hugging Face ``datasets`` source (a local folder, a
+  ``save_to_disk`` folder, parquet files, or a hub id); image, label and metadata
+  columns are named in the task YAML. Offline (``HF_HUB_OFFLINE=1``) a hub id that is
+  not in the local cache fails at once with :class:`~ctxbench.errors.DataNotFound`.
 
 Tags may be written as ``[{"name": "dog", "score": 0.9}, ...]``, ``[["dog", 0.9],
 ...]``, ``{"dog": 0.9}``, ``["dog", ...]`` (score 1) or, in CSV, ``"dog:0.9;tree:0.5"``.
@@ -35,27 +37,26 @@ amusement, awe, contentment, excitement; negative: anger, disgust, fear, sadness
 the binary FI setting of SentiFormer; label distributions are summed accordingly.
 
 Image paths are relative to the dataset root; absolute paths and paths resolving
-outside it (``..``, symlinks) raise :class:`~ctxbench.errors.PathEscapeError`.
+outside it (``..``, symlinks) raise :class:`~ctxbench.errors.PathEscapeError`
+(:func:`ctxbench.io.paths.contained`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from ...errors import DataNotFound, DatasetFormatError, PathEscapeError
-from ...inputs import ImageRef, sha256_hex
+from ...errors import DatasetFormatError
+from ...inputs import ImageRef
+from .protocol import FI_EMOTIONS, POLARITY_CLASSES, POSITIVE_EMOTIONS
 
-FI_EMOTIONS: tuple[str, ...] = ("amusement", "anger", "awe", "contentment", "disgust",
-                                "excitement", "fear", "sadness")
-POSITIVE_EMOTIONS: tuple[str, ...] = ("amusement", "awe", "contentment", "excitement")
-POLARITY_CLASSES: tuple[str, ...] = ("negative", "positive")
+__all__ = ["FI_EMOTIONS", "POLARITY_CLASSES", "POSITIVE_EMOTIONS", "SentimentDataset", "parse_tags",
+           "read_jsonl", "stratified_limit", "to_polarity"]
+
 DEFAULT_TAG_THRESHOLD = 0.4
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 META_FIELDS = ("caption", "scene", "objects")   # built-in metadata; "objects" from tags
@@ -114,21 +115,6 @@ class SentimentDataset:
                        text={k: [v[i] for i in idx] for k, v in self.text.items()},
                        objects=[self.objects[i] for i in idx], splits=splits)
 
-
-# ----------------------------------------------------------------------------- helpers
-def safe_path(root: Path, rel: str, where: str) -> Path:
-    """``root / rel`` resolved, refusing absolute paths and escapes from ``root``."""
-    if not isinstance(rel, str) or not rel.strip():
-        raise DatasetFormatError(f"{where}: image path must be a non-empty string, got {rel!r}")
-    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
-        raise PathEscapeError(f"{where}: absolute path {rel!r} refused; write paths relative to "
-                              f"the dataset root {root}")
-    root = root.resolve()
-    resolved = (root / rel).resolve()
-    if not resolved.is_relative_to(root):
-        raise PathEscapeError(f"{where}: path {rel!r} resolves to {resolved}, outside the dataset "
-                              f"root {root}; keep every image inside the root")
-    return resolved
 
 
 def parse_tags(value: Any, threshold: float, where: str) -> tuple[str, ...] | None:
@@ -337,24 +323,6 @@ def to_polarity(ds: SentimentDataset) -> SentimentDataset:
                          if len(ds) <= 5000 else "omitted"})
 
 
-# ----------------------------------------------------------------------------- readers
-FI_INSTRUCTIONS = (
-    "FI (You, Luo, Jin & Yang, 'Building a Large Scale Dataset for Image Emotion Recognition', "
-    "AAAI 2016; 23,308 Flickr/Instagram images) is distributed by its authors for research use. "
-    "Request it from the authors, unpack it so that {root}/<emotion>/<image> holds the 8 folders "
-    "amusement, anger, awe, contentment, disgust, excitement, fear, sadness, or set "
-    "CTXBENCH_DATA to the folder holding 'fi/'. For the metadata fusion protocol also place "
-    "a sidecar JSONL (one line per image: {\"image\": \"amusement/x.jpg\", \"caption\": ..., "
-    "\"tags\": [[\"dog\", 0.93], ...], \"scene\": ...}) at {metadata}: SentiFormer's processed "
-    "metadata (BLIP captions, detector tags, Places365 scenes) are linked from the SentiFormer "
-    "code README (https://drive.google.com/drive/folders/1d5Qwr7pur6t50p5KgJFk7aLArlFmrdHI), or "
-    "generate your own with any captioner/detector/scene classifier.")
-
-
-def _instructions(text: str, root: Path, metadata: Path | None) -> str:
-    return text.replace("{root}", str(root)).replace("{metadata}", str(metadata or root / "metadata.jsonl"))
-
-
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -370,277 +338,6 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
                 raise DatasetFormatError(f"{path}: line {lineno}: expected a JSON object")
             rows.append((lineno, row))
     return rows
-
-
-def read_sidecar(path: Path, root: Path) -> dict[Path, tuple[str, dict]]:
-    """Sidecar metadata: resolved image path -> (where, row)."""
-    out: dict[Path, tuple[str, dict]] = {}
-    for lineno, row in read_jsonl(path):
-        where = f"{path}: line {lineno}"
-        image = safe_path(root, row.get("image"), f"{where}: field 'image'")
-        if image in out:
-            raise DatasetFormatError(f"{where}: image {row['image']!r} already has metadata at "
-                                     f"{out[image][0]}; keep one line per image")
-        out[image] = (where, row)
-    return out
-
-
-def load_folders(root: str | Path, classes: Iterable[str] | None = None,
-                 metadata: str | Path | None = None, tag_threshold: float = DEFAULT_TAG_THRESHOLD,
-                 text_fields: Iterable[str] = (), polarity: bool = False, name: str = "fi",
-                 instructions: str = FI_INSTRUCTIONS, layout: str = "folders") -> SentimentDataset:
-    """Images by class under ``root``: ``layout="folders"`` (FI: ``<root>/<class>/*``) or
-    ``layout="prefix"`` (one flat folder, the class is the file name up to the first
-    ``_``, e.g. ``amusement_0012.jpg``). Optional sidecar metadata (module docstring)."""
-    root = Path(root).expanduser()
-    classes = _resolve_classes(classes)
-    meta_path = Path(metadata).expanduser() if metadata else None
-    if layout not in ("folders", "prefix"):
-        raise DatasetFormatError(f"dataset.options.layout = {layout!r}; use 'folders' or 'prefix'")
-    if not root.is_dir():
-        raise DataNotFound(f"{name}: folder {root} not found. " + _instructions(instructions, root, meta_path))
-    if meta_path and not meta_path.is_file():
-        raise DataNotFound(f"{name}: metadata sidecar {meta_path} not found. " +
-                           _instructions(instructions, root, meta_path))
-    sidecar = read_sidecar(meta_path, root) if meta_path else {}
-
-    def images_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-    if layout == "folders":
-        by_class = []
-        for cls in classes:
-            folder = root / cls
-            if not folder.is_dir():
-                raise DatasetFormatError(f"{root}: class folder '{cls}' is missing; expected one folder "
-                                         f"per class: {list(classes)}")
-            by_class.append(images_in(folder))
-    else:
-        lookup = {c.lower(): k for k, c in enumerate(classes)}
-        by_class = [[] for _ in classes]
-        for path in images_in(root):
-            prefix = path.name.split("_", 1)[0].lower()
-            if prefix not in lookup:
-                raise DatasetFormatError(f"{path}: file name does not start with a class name and '_' "
-                                         f"(classes: {list(classes)}); rename it or use layout: folders")
-            by_class[lookup[prefix]].append(path)
-    rows = _Rows(classes, tag_threshold, text_fields)
-    used = 0
-    for k, files in enumerate(by_class):
-        if not files:
-            raise DatasetFormatError(f"{root}: no images of class '{classes[k]}' "
-                                     f"({', '.join(IMAGE_EXTENSIONS)})")
-        for path in files:
-            path = safe_path(root, str(path.relative_to(root)), str(path))
-            where, row = sidecar.get(path, (str(path), {}))
-            used += path in sidecar
-            rows.add_parsed(ImageRef.from_path(path), k, None, row, where)
-    ds = rows.build(name, str(root), {"metadata_file": str(meta_path) if meta_path else None,
-                                      "metadata_matched": used,
-                                      "metadata_unmatched": len(sidecar) - used,
-                                      "tag_threshold": float(tag_threshold)})
-    return to_polarity(ds) if polarity else ds
-
-
-def read_manifest_rows(path: Path) -> list[tuple[str, dict]]:
-    """(where, row) for every row of a CSV or JSONL manifest."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return [(f"{path}: line {n}", row) for n, row in read_jsonl(path)]
-    if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            if not reader.fieldnames or "image" not in reader.fieldnames:
-                raise DatasetFormatError(f"{path}: line 1: the header must have an 'image' column "
-                                         f"(found {reader.fieldnames})")
-            return [(f"{path}: line {reader.line_num}", {k: (v if v != "" else None)
-                                                        for k, v in row.items() if k is not None})
-                    for row in reader]
-    raise DatasetFormatError(f"{path}: unknown manifest type '{suffix}'; use .csv, .tsv or .jsonl")
-
-
-def load_manifest(path: str | Path, root: str | Path | None = None,
-                  classes: Iterable[str] | None = None, tag_threshold: float = DEFAULT_TAG_THRESHOLD,
-                  text_fields: Iterable[str] = (), polarity: bool = False, name: str | None = None,
-                  instructions: str = "") -> SentimentDataset:
-    """A CSV/JSONL manifest (see module docstring); ``root`` defaults to its folder."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataNotFound(f"manifest {path} not found. " + (instructions or
-                           "Write a CSV/JSONL manifest as documented in ctxbench.families.metadata_sentiment.data."))
-    root = Path(root).expanduser() if root else path.parent
-    classes = _resolve_classes(classes)
-    rows = _Rows(classes, tag_threshold, text_fields)
-    seen: dict[Path, str] = {}
-    for where, row in read_manifest_rows(path):
-        image = safe_path(root, row.get("image"), f"{where}: field 'image'")
-        if image in seen:
-            raise DatasetFormatError(f"{where}: image {row['image']!r} is listed twice (first at "
-                                     f"{seen[image]})")
-        seen[image] = where
-        rows.add(ImageRef.from_path(image), row, where)
-    ds = rows.build(name or path.stem, str(path), {"tag_threshold": float(tag_threshold),
-                                                   "image_root": str(root)})
-    return to_polarity(ds) if polarity else ds
-
-
-# ----------------------------------------------------------------------------- Hugging Face
-HF_SPLITS = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
-             "test": ("test",)}
-
-
-def _hub_cache_dir() -> Path:
-    try:
-        from huggingface_hub import constants as hub_constants
-        return Path(hub_constants.HF_HUB_CACHE).expanduser().resolve()
-    except Exception:  # pragma: no cover - huggingface_hub always ships with datasets
-        return Path("~/.cache/huggingface/hub").expanduser().resolve()
-
-
-def _hub_cached(repo_id: str) -> bool:
-    """Whether a hub dataset id has anything in the local caches (hub and datasets)."""
-    hub_cache = _hub_cache_dir()
-    try:
-        import datasets.config as ds_config
-        ds_cache = Path(ds_config.HF_DATASETS_CACHE)
-    except Exception:  # pragma: no cover
-        ds_cache = Path("~/.cache/huggingface/datasets").expanduser()
-    candidates = [hub_cache / ("datasets--" + repo_id.replace("/", "--")),
-                  ds_cache / repo_id.replace("/", "___"),
-                  ds_cache / repo_id.replace("/", "___").lower()]
-    return any(c.is_dir() and any(c.iterdir()) for c in candidates)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") or \
-        os.environ.get("HF_DATASETS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hf_open(path: str, config: str | None, revision: str | None):
-    """Open a local folder, a save_to_disk folder or a hub id as a DatasetDict-like mapping."""
-    import datasets
-
-    local = Path(path).expanduser()
-    if local.exists():
-        if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
-            obj = datasets.load_from_disk(str(local))
-        else:
-            obj = datasets.load_dataset(str(local), config)
-        return (obj if isinstance(obj, datasets.DatasetDict) else {"all": obj}), local.resolve()
-    looks_like_id = path.count("/") <= 1 and not path.startswith((".", "~", "/"))
-    if not looks_like_id:
-        raise DataNotFound(f"Hugging Face dataset folder {local} not found; put the dataset there "
-                           "or name a hub id (owner/name)")
-    how = (f"Download it once with network access: `python -c \"import datasets; "
-           f"datasets.load_dataset('{path}'{', ' + repr(config) if config else ''})\"` (fills the "
-           "cache), or save it to a folder and point dataset.options.path at that folder.")
-    if _offline() and not _hub_cached(path):
-        raise DataNotFound(f"Hugging Face dataset '{path}' is not in the local cache and "
-                           f"HF_HUB_OFFLINE=1 forbids downloading it. {how}")
-    try:
-        obj = datasets.load_dataset(path, config, revision=revision)
-    except (FileNotFoundError, ConnectionError, OSError) as exc:
-        raise DataNotFound(f"Hugging Face dataset '{path}' could not be loaded ({exc}). {how}") from None
-    except Exception as exc:
-        if type(exc).__name__ in ("DatasetNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError",
-                                  "LocalEntryNotFoundError"):
-            raise DataNotFound(f"Hugging Face dataset '{path}' could not be loaded ({exc}). {how}") from None
-        raise
-    cache_root = None
-    return (obj if isinstance(obj, datasets.DatasetDict) else {"all": obj}), cache_root
-
-
-def _hf_image_ref(value: Any, where: str, allowed_roots: list[Path]) -> ImageRef:
-    """An undecoded ``datasets.Image`` value ({'bytes', 'path'}) as a lazy ImageRef."""
-    import io
-
-    from PIL import Image
-
-    if isinstance(value, dict) and value.get("bytes"):
-        data = value["bytes"]
-
-        def load():
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                return im.copy()
-        return ImageRef(sha256_hex(b"file\0" + data), load, value.get("path") or where)
-    if isinstance(value, dict) and value.get("path"):
-        p = Path(value["path"]).resolve()
-        if not any(p.is_relative_to(r) for r in allowed_roots):
-            raise PathEscapeError(f"{where}: image path {value['path']!r} is outside the dataset "
-                                  f"folder(s) {[str(r) for r in allowed_roots]}")
-        return ImageRef.from_path(p)
-    raise DatasetFormatError(f"{where}: image column holds {type(value).__name__}, expected a "
-                             "datasets.Image value (bytes or path)")
-
-
-def load_hf(path: str, image_column: str = "image", label_column: str | None = "label",
-            distribution_column: str | None = None, caption_column: str | None = None,
-            scene_column: str | None = None, tags_column: str | None = None,
-            text_columns: dict[str, str] | None = None, config: str | None = None,
-            revision: str | None = None, classes: Iterable[str] | None = None,
-            tag_threshold: float = DEFAULT_TAG_THRESHOLD, polarity: bool = False,
-            splits: dict[str, str] | None = None) -> SentimentDataset:
-    """A Hugging Face ``datasets`` source. The dataset's own train/validation/test
-    splits are used (``splits`` maps ctxbench's train/val/test to other names); a
-    single split is treated as un-split data. ``classes`` default to the label
-    column's ``ClassLabel`` names."""
-    import datasets
-
-    dd, local_root = _hf_open(str(path), config, revision)
-    if splits:
-        bad = [k for k in splits if k not in HF_SPLITS]
-        if bad:
-            raise DatasetFormatError(f"dataset.options.splits: keys {bad}; use train, val and test")
-        chosen = {ours: theirs for ours, theirs in splits.items() if theirs is not None}
-    elif len(dd) == 1:
-        chosen = {"_all": next(iter(dd))}        # one split: un-split data
-    else:
-        chosen = {ours: next((t for t in theirs if t in dd), None) for ours, theirs in HF_SPLITS.items()}
-        chosen = {k: v for k, v in chosen.items() if v is not None}
-    unknown = [t for t in chosen.values() if t not in dd]
-    if unknown:
-        raise DatasetFormatError(f"{path}: splits {unknown} not found; available: {list(dd)}")
-    if "_all" not in chosen and "test" not in chosen:
-        raise DatasetFormatError(f"{path}: cannot find a test split among {list(dd)}; set "
-                                 "dataset.options.splits, e.g. {train: train, test: test}")
-    first = dd[next(iter(chosen.values()))]
-    for col in [image_column, label_column, distribution_column, caption_column, scene_column,
-                tags_column, *(text_columns or {}).values()]:
-        if col is not None and col not in first.column_names:
-            raise DatasetFormatError(f"{path}: column '{col}' not found (columns: {first.column_names}); "
-                                     "fix the *_column options in the task YAML")
-    if label_column is None and distribution_column is None:
-        raise DatasetFormatError(f"{path}: set label_column or distribution_column")
-    feature = first.features.get(label_column) if label_column else None
-    if classes is None and isinstance(feature, datasets.ClassLabel):
-        classes = feature.names
-    classes = _resolve_classes(classes)
-    allowed = [r for r in (local_root, Path(datasets.config.HF_DATASETS_CACHE).resolve(),
-                           _hub_cache_dir()) if r]
-    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    rename = {"caption": caption_column, "scene": scene_column, "tags": tags_column,
-              **(text_columns or {})}
-    rows = _Rows(classes, tag_threshold, [k for k in (text_columns or {})])
-    for ours, theirs in chosen.items():
-        part = dd[theirs].cast_column(image_column, datasets.Image(decode=False))
-        columns = part.to_dict() if len(part) else {c: [] for c in part.column_names}
-        for i in range(len(part)):
-            where = f"{path}[{theirs}] row {i}"
-            row = {k: columns[v][i] for k, v in rename.items() if v}
-            if label_column:
-                value = columns[label_column][i]
-                # ClassLabel ints -> names, so a 'classes' option in another order still maps right
-                row["label"] = names[value] if names is not None and isinstance(value, int) \
-                    and 0 <= value < len(names) else value
-            if distribution_column:
-                row["distribution"] = columns[distribution_column][i]
-            if ours != "_all":
-                row["split"] = ours
-            rows.add(_hf_image_ref(columns[image_column][i], where, allowed), row, where)
-    ds = rows.build(str(path).rstrip("/").split("/")[-1], str(path),
-                    {"hf_splits": chosen, "tag_threshold": float(tag_threshold)})
-    return to_polarity(ds) if polarity else ds
 
 
 def stratified_limit(ds: SentimentDataset, limit: int | None, seed: int = 0) -> SentimentDataset:

@@ -14,7 +14,10 @@ from ctxbench.backend import Capabilities
 from ctxbench.families.metadata_sentiment.data import FI_EMOTIONS, POSITIVE_EMOTIONS, SentimentDataset
 from ctxbench.encoder import CachedEncoder
 from ctxbench.errors import DataNotFound
-from ctxbench.families.metadata_sentiment import evaluator as fam
+from ctxbench.families.metadata_sentiment.heads import LinearHead, RelevanceFusionHead
+from ctxbench.families.metadata_sentiment.training import fit_probe, predict, standardise
+from ctxbench.families.metadata_sentiment.protocol import HEADLINE, PAPER_PROMPT, PROTOCOL_DEFAULTS
+from ctxbench.families.metadata_sentiment.evaluator import evaluate, field_texts, resolve_splits
 from ctxbench.families.contract import EvalRequest
 from ctxbench.inputs import ImageRef, pil_key
 from ctxbench.probe import stratified_split
@@ -23,14 +26,14 @@ from ctxbench.families.metadata_sentiment import synthetic as synth
 from ctxbench import synthetic_world as world
 from ctxbench_plugins.random_backend import RandomBackend
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks" / "metadata_sentiment"
+TASKS = Path(__file__).resolve().parents[3] / "tasks" / "metadata_sentiment"
 FIELDS3 = {"caption": "{caption}", "objects": "the image contains the following objects: {objects}",
            "scene": "the scene or background of image is {scene}"}
 
 
 def _request(ds, backend, seed=0, **protocol):
     return EvalRequest(task=None, dataset=ds, encoder=CachedEncoder(backend, None, progress=False),
-                       protocol={**fam.PROTOCOL_DEFAULTS, **protocol}, seed=seed)
+                       protocol={**PROTOCOL_DEFAULTS, **protocol}, seed=seed)
 
 
 # ----------------------------------------------------------------------------- gates (issue item 4)
@@ -54,15 +57,15 @@ def test_relevance_gate_prefers_informative_field_and_fusion_beats_image_only(se
     splits = stratified_split(y, (0.6, 0.2, 0.2), seed)
     targets = torch.eye(k)[torch.from_numpy(y)]
     common = dict(weight_decays=[1e-4], epochs=60, patience=10, batch_size=128, seed=seed)
-    xs = fam.standardise(x, splits["train"], mask)
-    fusion = fam.fit_probe(lambda: fam.RelevanceFusionHead(d, 3, k, 64, 4, 0.1), [xs, mask], targets,
+    xs = standardise(x, splits["train"], mask)
+    fusion = fit_probe(lambda: RelevanceFusionHead(d, 3, k, 64, 4, 0.1), [xs, mask], targets,
                            splits["train"], splits["val"], y[splits["val"]], lr=1e-3, **common)
-    xi = fam.standardise(x[:, 0], splits["train"])
-    linear = fam.fit_probe(lambda: fam.LinearHead(d, k), [xi], targets, splits["train"], splits["val"],
+    xi = standardise(x[:, 0], splits["train"])
+    linear = fit_probe(lambda: LinearHead(d, k), [xi], targets, splits["train"], splits["val"],
                            y[splits["val"]], lr=1e-2, **common)
     test = splits["test"]
-    p_fusion, gates = fam.predict(fusion.model, [xs, mask], test)
-    p_image, _ = fam.predict(linear.model, [xi], test)
+    p_fusion, gates = predict(fusion.model, [xs, mask], test)
+    p_image, _ = predict(linear.model, [xi], test)
     both = mask[torch.as_tensor(test)].all(1).numpy()
     g_info, g_noise = gates[both, 0].mean(), gates[both, 1].mean()
     assert g_info > g_noise + 0.1 and g_noise < 0.45, (g_info, g_noise)
@@ -76,7 +79,7 @@ def test_relevance_gate_prefers_informative_field_and_fusion_beats_image_only(se
 
 def test_fusion_head_masks_missing_fields():
     torch.manual_seed(0)
-    head = fam.RelevanceFusionHead(8, 3, 2, dim=16, heads=2, dropout=0.0).eval()
+    head = RelevanceFusionHead(8, 3, 2, dim=16, heads=2, dropout=0.0).eval()
     x = torch.randn(4, 3, 8)
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
     logits, gates = head(x, mask)
@@ -137,7 +140,7 @@ class SentimentOracle:
 @pytest.fixture(scope="module")
 def synthetic_run():
     ds = synth.build(n_per_class=50, seed=0)
-    out = fam.evaluate(_request(ds, SentimentOracle(ds), fields=FIELDS3, bootstrap_resamples=500))
+    out = evaluate(_request(ds, SentimentOracle(ds), fields=FIELDS3, bootstrap_resamples=500))
     return ds, out
 
 
@@ -186,7 +189,7 @@ def test_embedded_dataset_structure_with_oracle(synthetic_run):
     assert np.trace(conf) / conf.sum() == pytest.approx(fusion_acc)
     # zero-shot: the oracle's class prompts carry no mood words -> chance-level ties
     assert m["zero_shot/accuracy"].value <= 0.3
-    assert set(out.headline) == set(fam.HEADLINE)
+    assert set(out.headline) == set(HEADLINE)
 
 
 def test_result_records_splits_seed_and_selection(synthetic_run):
@@ -195,7 +198,7 @@ def test_result_records_splits_seed_and_selection(synthetic_run):
     assert d["split_source"] == "stratified" and d["split_seed"] == 0
     assert d["split_sizes"] == {"train": 240, "val": 80, "test": 80} and out.n == 80
     assert set(d["selection"]) == {"image_probe", "fusion_probe"}
-    assert d["selection"]["fusion_probe"]["weight_decay"] in fam.PROTOCOL_DEFAULTS["weight_decays"]
+    assert d["selection"]["fusion_probe"]["weight_decay"] in PROTOCOL_DEFAULTS["weight_decays"]
     assert d["generator_version"] == world.GENERATOR_VERSION
     for row in out.tables["per-class accuracy"]:
         assert set(row) == {"class", "zero_shot", "image_probe", "fusion_probe"}
@@ -207,7 +210,7 @@ def test_result_records_splits_seed_and_selection(synthetic_run):
 
 def test_same_seed_identical_metrics_different_seed_differs():
     ds = synth.build(n_per_class=12, seed=1)
-    runs = [fam.evaluate(_request(ds, RandomBackend(dim=32), seed=s, epochs=15, bootstrap_resamples=200))
+    runs = [evaluate(_request(ds, RandomBackend(dim=32), seed=s, epochs=15, bootstrap_resamples=200))
             for s in (3, 3, 4)]
     a, b, c = ({k: v.to_json() for k, v in r.metrics.items()} for r in runs)
     assert a == b
@@ -252,7 +255,7 @@ def test_zero_shot_template_average_by_hand():
     # prototypes: pos ~ normalize((1,0)+(1,1)/sqrt2) ; neg ~ normalize((0,1)+(-1,1)/sqrt2)
     image_vecs = {(0, 0, 0): [1.0, 0.2, 0.0], (1, 0, 0): [-0.1, 1.0, 0.0], (2, 0, 0): [0.6, 1.0, 0.0]}
     ds = _tiny_dataset([1, 0, 1])
-    out = fam.evaluate(_request(ds, TableBackend(image_vecs, texts), protocols=["zero_shot"],
+    out = evaluate(_request(ds, TableBackend(image_vecs, texts), protocols=["zero_shot"],
                                 templates=["A {}", "B {}"], bootstrap_resamples=100))
     s2 = 1 / math.sqrt(2)
     pos = np.array([1 + s2, s2]) / np.linalg.norm([1 + s2, s2])
@@ -271,14 +274,14 @@ def test_zero_shot_template_average_by_hand():
 def test_own_splits_are_used_and_validation_carved_from_train():
     labels = np.array([0, 1] * 30)
     ds = _tiny_dataset(labels, splits={"train": np.arange(40), "test": np.arange(40, 60)})
-    splits, info = fam.resolve_splits(ds, fam.PROTOCOL_DEFAULTS, seed=5)
+    splits, info = resolve_splits(ds, PROTOCOL_DEFAULTS, seed=5)
     np.testing.assert_array_equal(splits["test"], np.arange(40, 60))
     assert set(splits["train"]) | set(splits["val"]) == set(range(40))
     assert not set(splits["train"]) & set(splits["val"]) and len(splits["val"]) == 4
     assert info["split_source"].startswith("dataset") and info["split_sizes"]["test"] == 20
     ds2 = _tiny_dataset(labels, splits={"train": np.arange(30), "val": np.arange(30, 40),
                                          "test": np.arange(40, 60)})
-    splits2, info2 = fam.resolve_splits(ds2, fam.PROTOCOL_DEFAULTS, seed=5)
+    splits2, info2 = resolve_splits(ds2, PROTOCOL_DEFAULTS, seed=5)
     np.testing.assert_array_equal(splits2["val"], np.arange(30, 40)) and info2["split_source"] == "dataset"
 
 
@@ -290,7 +293,7 @@ def test_label_distributions_train_soft_and_report_kl():
     image_vecs = {(i % 256, i // 256, 0): [float(labels[i]) + 0.3 * rng.standard_normal(), 1.0, 0.0]
                   for i in range(n)}
     ds = _tiny_dataset(labels, distributions=dist, colours=[(i % 256, i // 256, 0) for i in range(n)])
-    out = fam.evaluate(_request(ds, TableBackend(image_vecs, {}), protocols=["image_probe"],
+    out = evaluate(_request(ds, TableBackend(image_vecs, {}), protocols=["image_probe"],
                                 bootstrap_resamples=100))
     kl = out.metrics["image_probe/kl"]
     assert out.details["label_distributions"] is True
@@ -301,7 +304,7 @@ def test_label_distributions_train_soft_and_report_kl():
 
 def test_fusion_without_any_metadata_is_not_applicable():
     ds = _tiny_dataset([0, 1] * 10)
-    out = fam.evaluate(_request(ds, RandomBackend(dim=8), protocols=["image_probe", "fusion_probe"],
+    out = evaluate(_request(ds, RandomBackend(dim=8), protocols=["image_probe", "fusion_probe"],
                                 epochs=3, bootstrap_resamples=50))
     assert out.metrics["fusion_probe/accuracy"].value is None
     assert "no metadata" in out.metrics["fusion_gain/accuracy"].note
@@ -311,22 +314,22 @@ def test_field_texts_paper_prompt():
     ds = SentimentDataset("t", ("a", "b"), [None, None, None], np.array([0, 1, 0]),
                           text={"caption": ["c0", None, None], "scene": ["beach", "forest", None]},
                           objects=[("dog", "ball"), None, None])
-    texts = fam.field_texts(ds, {"p": fam.PAPER_PROMPT, "c": "{caption}"})
+    texts = field_texts(ds, {"p": PAPER_PROMPT, "c": "{caption}"})
     assert texts["p"][0] == ("the scene or background of image is beach, and the image contains the "
                              "following objects: dog, ball, ")
     assert texts["p"][1] == ("the scene or background of image is forest, and the image contains the "
                              "following objects: ")
     assert texts["p"][2] is None and texts["c"] == ["c0", None, None]
     with pytest.raises(ValueError, match="protocol.fields.x"):
-        fam.field_texts(ds, {"x": "{mood}"})
+        field_texts(ds, {"x": "{mood}"})
 
 
 def test_bad_protocol_is_refused():
     ds = _tiny_dataset([0, 1] * 5)
     with pytest.raises(ValueError, match="protocol.protocols"):
-        fam.evaluate(_request(ds, RandomBackend(dim=8), protocols=["finetune"]))
+        evaluate(_request(ds, RandomBackend(dim=8), protocols=["finetune"]))
     with pytest.raises(ValueError, match="split_fractions"):
-        fam.evaluate(_request(ds, RandomBackend(dim=8), split_fractions=[0.5, 0.5]))
+        evaluate(_request(ds, RandomBackend(dim=8), split_fractions=[0.5, 0.5]))
 
 
 # ----------------------------------------------------------------------------- registration, YAMLs
@@ -361,4 +364,54 @@ def test_hooks_and_task_files(tmp_path, monkeypatch):
 def test_too_few_items_for_a_split_is_explained():
     ds = _tiny_dataset([0, 1, 0, 1])
     with pytest.raises(ValueError, match="split is empty.*at least 3 items per class"):
-        fam.evaluate(_request(ds, RandomBackend(dim=8), protocols=["image_probe"]))
+        evaluate(_request(ds, RandomBackend(dim=8), protocols=["image_probe"]))
+
+
+# ----------------------------------------------------------------------------- protocol schema
+def test_check_protocol_names_the_offending_option():
+    from ctxbench.errors import ProtocolError
+    from ctxbench.families.metadata_sentiment.protocol import check_protocol
+    check_protocol(dict(PROTOCOL_DEFAULTS))
+    bad = {"protocols": ["zero_shot", "sideways"], "templates": ["no placeholder"],
+           "class_prompts": {"a": 3}, "zero_shot_on": "some", "fields": {"c": "{}"},
+           "split_fractions": [0.5, 0.5], "val_fraction_of_train": 1.5, "epochs": 0,
+           "patience": 2.5, "batch_size": "big", "linear_lr": -1, "fusion_lr": 0,
+           "weight_decays": [], "fusion_dim": 130, "dropout": 1.0, "bootstrap_resamples": True,
+           "zero_shot_logit_scale": "x"}
+    for option, value in bad.items():
+        with pytest.raises(ProtocolError) as info:
+            check_protocol({**PROTOCOL_DEFAULTS, option: value})
+        expected = "fields.c" if option == "fields" else option
+        assert info.value.option == expected, (option, str(info.value))
+        assert str(info.value).startswith(f"protocol.{expected}:")
+
+
+def test_metric_names_cover_every_metric_the_evaluator_emits():
+    """The embedded task's protocol (random backend, fewer epochs): every emitted
+    name is listed by metric_names, and what is listed but not emitted is only
+    what this dataset cannot give (KL without distributions, other class sets)."""
+    import yaml
+    from ctxbench.families.metadata_sentiment.protocol import POLARITY_CLASSES, metric_names
+    doc = yaml.safe_load((TASKS / "metadata_sentiment_synthetic.yaml").read_text())
+    protocol = {**PROTOCOL_DEFAULTS, **doc["protocol"], "epochs": 3, "bootstrap_resamples": 50}
+    ds = synth.build(**{**doc["dataset"]["options"], "n_per_class": 6})
+    out = evaluate(EvalRequest(task=None, dataset=ds, encoder=CachedEncoder(RandomBackend(dim=16), None,
+                                                                            progress=False),
+                               protocol=protocol, seed=0))
+    names = set(metric_names(protocol))
+    assert set(out.metrics) <= names, sorted(set(out.metrics) - names)
+    left = names - set(out.metrics)
+    assert all(n.endswith("/kl") or n.rsplit("/", 1)[-1] in POLARITY_CLASSES for n in left), sorted(left)
+    for metric in doc["metrics"]:
+        assert metric in out.metrics
+
+
+def test_family_init_stays_light():
+    import subprocess
+    import sys
+    code = ("import sys, ctxbench.families.metadata_sentiment as fam\n"
+            "fam.ctxbench_families(); fam.ctxbench_dataset_loaders(); fam.ctxbench_metrics()\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'datasets', 'transformers') "
+            "if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

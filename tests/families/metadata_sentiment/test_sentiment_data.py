@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxbench.families.metadata_sentiment.data import (FI_EMOTIONS, load_folders, load_hf, load_manifest,
-                                         parse_tags, stratified_limit, to_polarity)
+from ctxbench.families.metadata_sentiment.data import FI_EMOTIONS, parse_tags, stratified_limit, to_polarity
+from ctxbench.families.metadata_sentiment.data_files import load_folders, load_manifest
+from ctxbench.families.metadata_sentiment.data_hf import load_hf
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
@@ -234,7 +235,7 @@ def test_hf_parquet_folder(tmp_path):
 def test_hf_offline_uncached_hub_id_fails_fast(tmp_path):
     """In a fresh interpreter with HF_HUB_OFFLINE=1 and empty caches: DataNotFound at once."""
     code = ("import time; t = time.time()\n"
-            "from ctxbench.families.metadata_sentiment.data import load_hf\n"
+            "from ctxbench.families.metadata_sentiment.data_hf import load_hf\n"
             "from ctxbench.errors import DataNotFound\n"
             "try:\n"
             "    load_hf('ctxbench-test-owner/not-a-cached-dataset')\n"
@@ -247,3 +248,48 @@ def test_hf_offline_uncached_hub_id_fails_fast(tmp_path):
     assert "DATANOTFOUND" in out.stdout, out.stderr[-2000:]
     assert "HF_HUB_OFFLINE=1" in out.stdout and "load_dataset('ctxbench-test-owner/not-a-cached-dataset')" in out.stdout
     assert time.time() - start < 60
+
+
+def test_symlink_out_of_the_root_is_refused_by_every_path_reading_loader(tmp_path):
+    """A link inside the data root pointing outside it is refused like a literal '..'
+    (resolve-then-contain), by each registered loader that reads paths."""
+    from ctxbench.families.metadata_sentiment import loaders
+    from ctxbench.registrations import LoadContext
+    ctx = LoadContext("t", tmp_path / "task.yaml")
+    _png(tmp_path / "secret" / "s.png", 99)
+    # folders: an image of a class folder is a link out
+    root = tmp_path / "fi"
+    _fi(root)
+    (root / "awe" / "link.jpg").symlink_to(tmp_path / "secret" / "s.png")
+    with pytest.raises(PathEscapeError, match="outside the dataset root"):
+        loaders.load_folders({"root": "fi"}, ctx)
+    # folders: a whole class folder is a link out
+    root2 = tmp_path / "fi2"
+    _fi(root2)
+    for f in (root2 / "fear").iterdir():
+        f.unlink()
+    (root2 / "fear").rmdir()
+    _png(tmp_path / "secret" / "fear" / "f.jpg", 98)
+    (root2 / "fear").symlink_to(tmp_path / "secret" / "fear")
+    with pytest.raises(PathEscapeError, match="outside the dataset root"):
+        loaders.load_folders({"root": "fi2"}, ctx)
+    # sidecar metadata naming a link out
+    root3 = tmp_path / "fi3"
+    _fi(root3)
+    (root3 / "link.jpg").symlink_to(tmp_path / "secret" / "s.png")
+    (tmp_path / "side.jsonl").write_text(json.dumps({"image": "link.jpg", "caption": "x"}) + "\n")
+    with pytest.raises(PathEscapeError, match="line 1"):
+        loaders.load_folders({"root": "fi3", "metadata": "side.jsonl"}, ctx)
+    # manifest naming a link out
+    (tmp_path / "fi3" / "m.csv").write_text("image,label\nlink.jpg,awe\n")
+    with pytest.raises(PathEscapeError, match="outside the dataset root"):
+        loaders.load_manifest({"path": "fi3/m.csv"}, ctx)
+    # Hugging Face data folder (imagefolder) holding a link out
+    pytest.importorskip("datasets")
+    hf = tmp_path / "hf" / "train"
+    for i in range(3):
+        _png(hf / f"ok{i}.png", i)
+    (hf / "link.png").symlink_to(tmp_path / "secret" / "s.png")
+    (hf / "metadata.csv").write_text("file_name,label\nlink.png,awe\nok0.png,fear\nok1.png,awe\nok2.png,fear\n")
+    with pytest.raises(PathEscapeError, match="outside the dataset folder"):
+        loaders.load_hf({"path": "hf"}, ctx)

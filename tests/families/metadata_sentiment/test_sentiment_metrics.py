@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ctxbench.bootstrap import cluster_means
-from ctxbench.families.metadata_sentiment.evaluator import paired_bootstrap
+from ctxbench.families.metadata_sentiment.scoring import paired_bootstrap
 from ctxbench.families.metadata_sentiment.metrics import (accuracy, confusion_matrix, kl_divergence, macro_f1,
                                              mean_kl_divergence, per_class_accuracy,
                                              scores_from_confusion, weighted_f1)
