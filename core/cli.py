@@ -49,9 +49,50 @@ def _host():
     return load_plugins()
 
 
-def _registry(host):
+def _registry(host, include_paths: list[str] | None = None, task_files=()):
+    """Every installed task, plus task folders from --include-path and task files named
+    directly in --task."""
     from .task_catalog import TaskCatalog
-    return TaskCatalog(host.task_dirs, host.families, host.loaders)
+    dirs = list(host.task_dirs)
+    for folder in include_paths or []:
+        if not Path(folder).is_dir():
+            raise CtxbenchError(f"--include-path {folder}: not a folder of task files")
+        dirs.append(Path(folder))
+    return TaskCatalog(dirs, host.families, host.loaders, task_files=list(task_files))
+
+
+def check_run_arguments(args) -> None:
+    """Usage errors of ``run`` (exit 2) found before anything loads."""
+    from .device import check_device_name
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise CtxbenchError(f"{flag} {value}: must be a positive integer")
+    if args.seed < 0:
+        raise CtxbenchError(f"--seed {args.seed}: must be >= 0")
+    if args.cell_timeout is not None and args.cell_timeout <= 0:
+        raise CtxbenchError(f"--cell-timeout {args.cell_timeout:g}: must be a positive number "
+                            "of seconds")
+    check_device_name(args.device)
+    for flag in ("output_dir", "cache_dir"):
+        folder = getattr(args, flag)
+        if folder:
+            _check_writable(Path(folder), "--" + flag.replace("_", "-"))
+    if args.leaderboard:
+        _check_writable(Path(args.leaderboard).parent, "--leaderboard")
+    if args.report:
+        _check_writable(Path(args.report).parent, "--report")
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    """The folder exists (or can be made) and accepts files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".ctxbench-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CtxbenchError(f"{flag} {folder}: not writable ({exc.strerror or exc}); choose "
+                            "another folder") from None
 
 
 def cmd_run(args) -> int:
@@ -60,13 +101,22 @@ def cmd_run(args) -> int:
     from .launchers import launch_config, run_cells
     from .runner import RunOptions, write_manifest
 
+    check_run_arguments(args)
     host = _host()
     for f in host.failures:
         print(f"[ctxbench] plugin {f.plugin} failed to load: {f.error}", file=sys.stderr)
-    registry = _registry(host)
+    task_files = [s.strip() for sel in args.task for s in sel.split(",")
+                  if s.strip().endswith((".yaml", ".yml"))]
+    for f in task_files:
+        if not Path(f).is_file():
+            raise CtxbenchError(f"--task {f}: no such task file")
+    registry = _registry(host, args.include_path, task_files)
     tasks = registry.select(args.task)
     if args.backend:
         names = [n.strip() for b in args.backend for n in b.split(",") if n.strip()]
+        if not names:
+            raise CtxbenchError(f"--backend {','.join(args.backend)!r} names no backend "
+                                "(ctxbench list backends)")
         for n in names:
             host.backends.get(n)  # unknown name -> error with suggestions
     else:
@@ -79,7 +129,8 @@ def cmd_run(args) -> int:
     options = RunOptions(output_dir=output_dir, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, device=device,
                          batch_size=args.batch_size, limit=args.limit, seed=args.seed,
-                         rerun=args.rerun, progress=not args.no_progress)
+                         rerun=args.rerun, progress=not args.no_progress,
+                         cell_timeout=args.cell_timeout)
     backends = [(n, backend_args[n]) for n in names]
     print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
           f"results -> {output_dir}", file=sys.stderr)
@@ -131,23 +182,32 @@ def cmd_list(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .errors import TaskConfigError
-    from .task_config import parse_task
+    """Validate task files (and folders of them) exactly as a run would load them:
+    schema, family protocol check, headline metrics, duplicate names, dependencies."""
+    from .task_catalog import TaskCatalog
     host = _host()
     paths: list[Path] = []
     for p in map(Path, args.path):
         if p.is_dir():
-            paths += [x for x in sorted(p.rglob("*.yaml")) if not x.name.startswith("_")]
-        else:
+            found = [x for x in sorted(p.rglob("*.yaml")) if not x.name.startswith("_")]
+            if not found:
+                raise CtxbenchError(f"{p}: no task files (*.yaml) in this folder")
+            paths += found
+        elif p.is_file():
             paths.append(p)
+        else:
+            raise CtxbenchError(f"{p}: no such file or folder")
+    wanted = {x.resolve() for x in paths}
+    catalog = TaskCatalog(host.task_dirs, host.families, host.loaders, task_files=sorted(wanted))
+    by_path = {catalog.tasks.get(n).path.resolve(): catalog.tasks.get(n) for n in catalog.tasks}
     bad = 0
     for path in paths:
-        try:
-            spec = parse_task(path, host.families, host.loaders)
-            print(f"ok      {path} (task {spec.name}, family {spec.family}, hash {spec.hash})")
-        except TaskConfigError as exc:
+        spec, problem = by_path.get(path.resolve()), catalog.invalid.get(path.resolve())
+        if problem is not None:
             bad += 1
-            print(f"INVALID {exc}")
+            print(f"INVALID {problem}")
+        elif spec is not None:
+            print(f"ok      {path} (task {spec.name}, family {spec.family}, hash {spec.hash})")
     return 2 if bad else 0
 
 
@@ -221,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="at most N evaluation items per task (smoke tests)")
     run.add_argument("--seed", type=int, default=0, help="seed for bootstrap and probes (default 0)")
     run.add_argument("--rerun", action="store_true", help="recompute cells whose results exist")
+    run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                     help="record a cell that runs longer as failed (timeout) and go on "
+                          "(default: no limit)")
+    run.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                     help="also load the task files (*.yaml) in DIR; --task may also name "
+                          "a task file directly")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--report", nargs="?", const="", default=None, metavar="FILE.html",
                      help="also write the self-contained HTML report (default <output-dir>.html)")

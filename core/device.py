@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .errors import CtxbenchError
 
 
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(requested: str) -> None:
+    """Refuse a device string torch would not understand, before anything loads."""
+    if not DEVICE_RE.match(requested or ""):
+        raise CtxbenchError(f"--device {requested!r}: unknown device; use auto, cpu, mps, cuda "
+                            "or cuda:N")
+
+
 def resolve_device(requested: str | None = None) -> str:
+    if requested is not None:
+        check_device_name(requested)
     if requested and requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise CtxbenchError(f"--device {requested}: CUDA is not available on this machine "

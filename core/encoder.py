@@ -84,7 +84,8 @@ class CachedEncoder:
     def videos(self, clips: Sequence[Sequence[ImageRef]],
                contexts: Sequence[str | None] | None = None) -> torch.Tensor:
         """One embedding per clip: the backend's video encoder if it declares one,
-        else the mean of its L2-normalised frame embeddings (SPEC §3)."""
+        else the mean of its L2-normalised frame embeddings (the
+        frame-averaging baseline of EPIC-KITCHENS-100 MIR, Damen et al. 2022)."""
         contexts = self._contexts(contexts, len(clips), "image")
         if self.capabilities.video:
             keys = [entry_key("clip", "|".join(f.key for f in clip), "") for clip in clips]
@@ -234,6 +235,9 @@ class CachedEncoder:
         if emb.ndim != 2 or emb.shape[0] != n:
             raise BackendOutputError(f"{where} returned shape {tuple(emb.shape)} for {n} inputs, "
                                      f"expected ({n}, D)")
+        if emb.shape[1] == 0:
+            raise BackendOutputError(f"{where} returned 0-dimensional embeddings (shape "
+                                     f"{tuple(emb.shape)}); D must be at least 1")
         if self.dim is None:
             self.dim = int(emb.shape[1])
         elif emb.shape[1] != self.dim:
@@ -243,4 +247,10 @@ class CachedEncoder:
         if not np.isfinite(rows).all():
             bad = int((~np.isfinite(rows)).any(axis=1).sum())
             raise BackendOutputError(f"{where} returned non-finite values in {bad} of {n} rows")
+        if getattr(self.backend.capabilities, "normalized", False):
+            zero = int((np.abs(rows).max(axis=1) == 0).sum())
+            if zero:
+                raise BackendOutputError(f"{where} returned {zero} all-zero rows of {n}, but the "
+                                         "backend declares normalized=True (unit-norm rows); a "
+                                         "zero row scores as a tie with everything")
         return rows

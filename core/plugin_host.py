@@ -49,9 +49,11 @@ def _describe(exc: BaseException) -> str:
 class PluginHost:
     """Loaded plugins and the registries they filled."""
 
-    def __init__(self, pm: pluggy.PluginManager, failures: list[PluginFailure]):
+    def __init__(self, pm: pluggy.PluginManager, failures: list[PluginFailure],
+                 provenance: dict[str, str] | None = None):
         self.pm = pm
         self.failures = list(failures)
+        self.provenance = dict(provenance or {})   # plugin name -> "distribution==version"
         self.backends: Registry[BackendSpec] = Registry("backend")
         self.loaders: Registry[LoaderSpec] = Registry("loader")
         self.metrics: Registry[MetricSpec] = Registry("metric")
@@ -64,11 +66,23 @@ class PluginHost:
         hook = getattr(self.pm.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order
             try:
-                yield impl.plugin_name, impl.function() or []
-            except Exception as exc:  # a broken plugin must not take the others down
+                entries = impl.function()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: a plugin must not end the process
                 self.failures.append(PluginFailure(
                     impl.plugin_name, f"hook {hook_name}", _describe(exc),
                     traceback.format_exc(limit=-3)))
+                continue
+            if entries is None:
+                continue
+            if not isinstance(entries, (list, tuple)):
+                self.failures.append(PluginFailure(
+                    impl.plugin_name, f"hook {hook_name}",
+                    f"returned {type(entries).__name__}, expected a list (wrap it: return [spec])",
+                    ""))
+                continue
+            yield impl.plugin_name, entries
 
     def _collect(self) -> None:
         for registry, hook, kind in (
@@ -89,6 +103,11 @@ class PluginHost:
                                                            _describe(exc), ""))
         for plugin, dirs in self._call_each("ctxbench_task_dirs"):
             for d in dirs:
+                if not isinstance(d, (str, Path)):
+                    self.failures.append(PluginFailure(plugin, "hook ctxbench_task_dirs",
+                                                       f"returned {type(d).__name__}, expected "
+                                                       "a folder path", ""))
+                    continue
                 path = Path(d)
                 if path.is_dir():
                     self.task_dirs.append(path)
@@ -105,22 +124,42 @@ def load_plugins(extra_plugins: tuple = (), entry_points: bool = True) -> Plugin
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs.CtxbenchSpecs)
     failures: list[PluginFailure] = []
+    provenance: dict[str, str] = {}
+    from . import __version__
     for module_name in BUILTIN_MODULES:
-        try:
-            pm.register(importlib.import_module(module_name), name=module_name)
-        except Exception as exc:
-            failures.append(PluginFailure(module_name, "ctxbench", _describe(exc),
-                                          traceback.format_exc(limit=-3)))
+        provenance[module_name] = f"ctxbench=={__version__}"
+        _register(pm, module_name, lambda m=module_name: importlib.import_module(m), "ctxbench",
+                  failures)
     if entry_points:
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
             if pm.has_plugin(ep.name):
                 continue  # the same distribution visible twice on sys.path
-            try:
-                pm.register(ep.load(), name=ep.name)
-            except Exception as exc:
-                failures.append(PluginFailure(ep.name, dist, _describe(exc),
-                                              traceback.format_exc(limit=-3)))
+            version = getattr(ep.dist, "version", "?") if ep.dist else "?"
+            provenance[ep.name] = f"{dist}=={version}"
+            _register(pm, ep.name, ep.load, dist, failures)
     for i, plugin in enumerate(extra_plugins):
-        pm.register(plugin, name=getattr(plugin, "__name__", f"extra_plugin_{i}"))
-    return PluginHost(pm, failures)
+        name = getattr(plugin, "__name__", f"extra_plugin_{i}")
+        provenance[name] = f"{name}==unversioned"
+        pm.register(plugin, name=name)
+    return PluginHost(pm, failures, provenance)
+
+
+def _register(pm, name: str, load, source: str, failures: list[PluginFailure]) -> None:
+    """Import and register one plugin; any failure (SystemExit at import included) is
+    recorded with the file and line it came from, and the others still load."""
+    try:
+        pm.register(load(), name=name)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        failures.append(PluginFailure(name, source, _describe(exc) + _where(exc),
+                                      traceback.format_exc(limit=-3)))
+
+
+def _where(exc: BaseException) -> str:
+    """' (at file:line)' of the innermost frame of ``exc``'s traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" (at {exc.filename}:{exc.lineno})"
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""

@@ -29,6 +29,29 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
 
 
+def _number_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"expected a number or null, got {x!r:.40}")
+    return float(x)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None and numpy scalars/arrays made
+    plain, so that a NaN in a family's tables or details can never stop a result from
+    being written (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):   # numpy / torch
+        return json_safe(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
 @dataclass
 class MetricValue:
     """A metric with its 95% CI; ``value=None`` means not applicable (``note`` says why)."""
@@ -48,9 +71,19 @@ class MetricValue:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MetricValue":
+        """Raises ValueError when ``d`` is not a metric of the documented shape."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a metric must be an object, got {type(d).__name__}")
         ci = d.get("ci")
-        return cls(d.get("value"), None if ci is None else (ci[0], ci[1]), d.get("n"),
-                   d.get("p_value"), d.get("note", ""))
+        value, p_value = _number_or_none(d.get("value")), _number_or_none(d.get("p_value"))
+        if ci is not None:
+            if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+                raise ValueError(f"'ci' must be [low, high], got {ci!r:.40}")
+            ci = (_number_or_none(ci[0]), _number_or_none(ci[1]))
+        n = d.get("n")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
+            raise ValueError(f"'n' must be an integer, got {n!r:.40}")
+        return cls(value, ci, n, p_value, str(d.get("note", "")))
 
     @classmethod
     def not_applicable(cls, why: str) -> "MetricValue":
@@ -87,17 +120,32 @@ class CellResult:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["metrics"] = {k: v.to_json() for k, v in self.metrics.items()}
-        return d
+        return json_safe(d)
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "") -> "CellResult":
+        if not isinstance(d, dict):
+            raise CtxbenchError(f"{source}: a result must be a JSON object, got "
+                                f"{type(d).__name__}; delete the file and re-run the cell")
         if d.get("schema_version") != SCHEMA_VERSION:
             raise CtxbenchError(f"{source}: results schema_version {d.get('schema_version')!r} "
                                 f"is not {SCHEMA_VERSION}; re-run with this ctxbench version")
         if d.get("status") not in STATUSES:
             raise CtxbenchError(f"{source}: field 'status' must be one of {STATUSES}")
         d = dict(d)
-        d["metrics"] = {k: MetricValue.from_json(v) for k, v in d.get("metrics", {}).items()}
+        metrics = d.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise CtxbenchError(f"{source}: field 'metrics' must be an object")
+        try:
+            d["metrics"] = {str(k): MetricValue.from_json(v) for k, v in metrics.items()}
+        except ValueError as exc:
+            raise CtxbenchError(f"{source}: field 'metrics': {exc}; delete the file and re-run "
+                                "the cell") from None
+        for name, kind in (("task", str), ("backend_label", str), ("cell_id", str),
+                           ("headline", list), ("tables", dict), ("details", dict)):
+            if name in d and not isinstance(d[name], kind):
+                raise CtxbenchError(f"{source}: field {name!r} must be a {kind.__name__}; delete "
+                                    "the file and re-run the cell")
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -120,9 +168,21 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+TASK_FOLDER_MAX = 100
+
+
+def task_folder(task: str) -> str:
+    """The folder a task's results go in: its name, shortened with a hash suffix when
+    it is too long for a file name (task names may be up to any length)."""
+    if len(task) <= TASK_FOLDER_MAX:
+        return task
+    import hashlib
+    return f"{task[:TASK_FOLDER_MAX - 17]}-{hashlib.sha256(task.encode()).hexdigest()[:16]}"
+
+
 def result_path(output_dir: Path, result: CellResult) -> Path:
     """Results live at <output_dir>/<task>/<cell_id>.json (the cell hash names the file)."""
-    return Path(output_dir) / result.task / f"{result.cell_id}.json"
+    return Path(output_dir) / task_folder(result.task) / f"{result.cell_id}.json"
 
 
 def write_result(output_dir: Path, result: CellResult) -> Path:
@@ -133,9 +193,11 @@ def write_result(output_dir: Path, result: CellResult) -> Path:
 
 def read_result(path: Path) -> CellResult:
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CtxbenchError(f"{path}: not valid JSON ({exc}); delete it and re-run the cell") from exc
+    except OSError as exc:
+        raise CtxbenchError(f"{path}: unreadable ({exc})") from exc
     return CellResult.from_json(data, str(path))
 
 

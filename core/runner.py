@@ -21,9 +21,14 @@ inside a Ray actor, with ``write_results=False`` so that the driver writes.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import signal
 import sys
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,10 +38,10 @@ from .cache import EmbeddingCache
 from . import distributed
 from .cell import Cell, backend_label
 from .encoder import CachedEncoder
-from .errors import CtxbenchError, DataNotFound
+from .errors import BackendOutputError, CtxbenchError, DataNotFound
 from .families.contract import Dependency, EvalRequest
 from .plugin_host import PluginHost
-from .results import (CellResult, library_versions, now_iso, read_result,
+from .results import (CellResult, library_versions, now_iso, read_result, task_folder,
                       result_path, write_result)
 from .registrations import LoadContext
 from .task_config import TaskConfig
@@ -57,12 +62,41 @@ class RunOptions:
     data_parallel: bool = False       # share encoding over torch.distributed ranks (distributed.py)
     write_results: bool = True        # False: compute only (non-zero data-parallel ranks, Ray workers)
     manifest_name: str = "manifest.json"  # relative to output_dir; shards get one each
+    cell_timeout: float | None = None  # seconds; a cell past it is recorded as failed
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": str(exc),
+    """type, message (never empty: a bare ``assert`` says where it was) and traceback."""
+    message = str(exc).strip()
+    if not message:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        message = f"{type(exc).__name__} with no message{where}"
+    if isinstance(exc, SystemExit):
+        message = f"the plugin called sys.exit({exc.code!r}); a backend must raise instead"
+    return {"type": type(exc).__name__, "message": message,
             "traceback": "".join(traceback.format_exception(exc)[-6:])}
+
+
+def first_line(message: str, width: int = 160) -> str:
+    lines = message.strip().splitlines()
+    return (lines[0] if lines else "")[:width]
+
+
+def cache_identity(name: str, args: dict[str, Any], fingerprint: Any, provenance: str) -> str:
+    """What keys a backend's embedding cache: its registered name, the plugin's
+    distribution and version, its canonical (sorted, typed) arguments, and the
+    plugin's own fingerprint. A plugin whose fingerprint forgets an argument still
+    gets a fresh cache when that argument changes."""
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise BackendOutputError(f"backend {name!r}: fingerprint() returned {fingerprint!r}; it "
+                                 "must return a non-empty string naming the weights, precision "
+                                 "and prompts (it keys the embedding cache)")
+    canonical = json.dumps({"backend": name, "plugin": provenance, "fingerprint": fingerprint,
+                            "args": {k: [type(v).__name__, repr(v)] for k, v in sorted(args.items())}},
+                           sort_keys=True)
+    return f"{fingerprint}|{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
 class Runner:
@@ -82,7 +116,7 @@ class Runner:
         """The valid result of ``cell`` if one exists (status ok, same dataset revision)."""
         if self.opt.rerun:
             return None
-        path = Path(self.opt.output_dir) / task.name / f"{cell.cell_id}.json"
+        path = Path(self.opt.output_dir) / task_folder(task.name) / f"{cell.cell_id}.json"
         if not path.exists():
             return None
         try:
@@ -200,46 +234,102 @@ class Runner:
 
     def _run_cell(self, cell: Cell, task: TaskConfig, encoder: CachedEncoder,
                   fingerprint: str, load_seconds: float) -> CellResult:
+        """Evaluate one cell. Whatever the dataset, the family or the plugin does
+        (raise, sys.exit, hang past --cell-timeout), the cell is recorded and the run
+        goes on; only KeyboardInterrupt stops it."""
         result = self.base_result(cell, task, "ok")
         result.fingerprint = fingerprint
         stats_before = dict(encoder.stats)
         encode_before = encoder.encode_seconds
         t0 = time.perf_counter()
         try:
-            dataset = self._dataset(task)
-            revision = self.dataset_revision(task, dataset)
-            if revision is not None:
-                result.versions = {**result.versions, "dataset_revision": revision}
-            load_done = time.perf_counter()
-            family = self.host.families.get(task.family)
-            artifacts = result_path(self.opt.output_dir, result).with_suffix(".artifacts")
-            output = family.evaluate(EvalRequest(task, dataset, encoder, self._protocol(task),
-                                                 self.opt.seed, artifacts, self.opt.device,
-                                                 self._dependencies(task)))
-            result.metrics = output.metrics
-            result.headline = list(task.metrics) or list(output.headline)
-            result.tables, result.details, result.n = output.tables, output.details, output.n
-            result.timings = {"backend_load": round(load_seconds, 3),
-                              "dataset_load": round(load_done - t0, 3),
-                              "encode": round(encoder.encode_seconds - encode_before, 3)}
+            with cell_timeout(self.opt.cell_timeout):
+                self._evaluate(result, task, encoder, load_seconds, encode_before, t0)
         except DataNotFound as exc:
             result.status = "skipped"
             result.error = {"type": "DataNotFound", "message": str(exc), "traceback": ""}
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             result.status = "failed"
             result.error = error_info(exc)
         result.seconds = round(time.perf_counter() - t0, 3)
         result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
-        status = result.status if result.status != "ok" else f"ok in {result.seconds:.1f}s"
-        first_line = result.error["message"].strip().splitlines()[0][:300] if result.error else ""
-        msg = f" ({result.error['type']}: {first_line})" if result.error else ""
-        self.opt.log(f"[ctxbench] {cell.label} x {task.name}: {status}{msg}")
+        self.opt.log(f"[ctxbench] {cell.label} x {task.name}: {self._status_line(result)}")
         return self._write(result)
 
+    def _evaluate(self, result: CellResult, task: TaskConfig, encoder: CachedEncoder,
+                  load_seconds: float, encode_before: float, t0: float) -> None:
+        dataset = self._dataset(task)
+        revision = self.dataset_revision(task, dataset)
+        if revision is not None:
+            result.versions = {**result.versions, "dataset_revision": revision}
+        load_done = time.perf_counter()
+        family = self.host.families.get(task.family)
+        artifacts = result_path(self.opt.output_dir, result).with_suffix(".artifacts")
+        output = family.evaluate(EvalRequest(task, dataset, encoder, self._protocol(task),
+                                             self.opt.seed, artifacts, self.opt.device,
+                                             self._dependencies(task)))
+        result.metrics = output.metrics
+        result.headline = list(task.metrics) or list(output.headline)
+        result.tables, result.details, result.n = output.tables, output.details, output.n
+        result.timings = {"backend_load": round(load_seconds, 3),
+                          "dataset_load": round(load_done - t0, 3),
+                          "encode": round(encoder.encode_seconds - encode_before, 3)}
+
+    @staticmethod
+    def _status_line(result: CellResult) -> str:
+        if result.status == "ok":
+            stats = result.encoder_stats or {}
+            cached = stats.get("cache_hits", 0)
+            total = cached + stats.get("items_encoded", 0)
+            served = f", {cached} of {total} encodings cached" if total else ""
+            return f"ok in {result.seconds:.1f}s{served}"
+        if result.status == "skipped":
+            return f"skipped: {first_line(result.error['message'], 100)}"
+        return f"{result.status} ({result.error['type']}: {first_line(result.error['message'])})"
+
     def _write(self, result: CellResult) -> CellResult:
-        if self.opt.write_results:
+        """Write the result; a write that fails (unwritable folder, a value JSON cannot
+        hold) turns into a failed result in memory, never an aborted run."""
+        if not self.opt.write_results:
+            return result
+        try:
             write_result(self.opt.output_dir, result)
+        except (OSError, ValueError, TypeError) as exc:
+            self.opt.log(f"[ctxbench] {result.backend_label} x {result.task}: could not write "
+                         f"the result ({type(exc).__name__}: {exc})")
+            result.status = "failed"
+            result.error = {"type": type(exc).__name__,
+                            "message": f"the result could not be written: {exc}",
+                            "traceback": ""}
         return result
+
+
+class CellTimeout(CtxbenchError):
+    """A cell ran longer than --cell-timeout."""
+
+
+@contextmanager
+def cell_timeout(seconds: float | None):
+    """Raise :class:`CellTimeout` in the main thread after ``seconds`` (SIGALRM; a
+    no-op when ``seconds`` is None, off the main thread, or where there is no SIGALRM)."""
+    usable = seconds and hasattr(signal, "SIGALRM") and \
+        threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CellTimeout(f"the cell ran longer than --cell-timeout {seconds:g} s and was "
+                          "stopped; raise the limit or check the backend for a hang")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class BackendSession:
@@ -257,18 +347,24 @@ class BackendSession:
         t0 = time.perf_counter()
         try:
             spec = runner.host.backends.get(name)
-            self.backend = spec.factory(device=opt.device, **{**spec.default_args, **args})
+            all_args = {**spec.default_args, **args}
+            self.backend = spec.factory(device=opt.device, **all_args)
             self.fingerprint = self.backend.fingerprint()
-        except Exception as exc:
+            provenance = runner.host.provenance.get(runner.host.backends.origin(name), "?")
+            self.cache_key = cache_identity(name, all_args, self.fingerprint, provenance)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from a plugin becomes a failed cell
             self.error = exc
         if opt.data_parallel and not all(distributed.all_agree([self.error is None])):
             self.error = self.error or RuntimeError("the backend failed to load on another "
                                                     "data-parallel rank (see its log)")
         if self.error is not None:
-            opt.log(f"[ctxbench] backend {self.label} failed to load: {self.error}")
+            opt.log(f"[ctxbench] backend {self.label} failed to load: "
+                    f"{first_line(error_info(self.error)['message'])}")
             return
         self.load_seconds = time.perf_counter() - t0
-        cache = runner.cache.for_backend(self.fingerprint) if runner.cache is not None else None
+        cache = runner.cache.for_backend(self.cache_key) if runner.cache is not None else None
         self.encoder = CachedEncoder(self.backend, cache, opt.batch_size or spec.default_batch_size,
                                      progress=opt.progress, label=self.label,
                                      flush_rows=opt.flush_rows, data_parallel=opt.data_parallel)

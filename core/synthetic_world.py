@@ -1,7 +1,6 @@
 """The synthetic world: one family-agnostic generator of scenes, pictures and text.
 
-Every family's embedded mini dataset is built from this module (SPEC, "synthetic
-world"), and the small embedded model is trained on it. A :class:`Scene` is a few
+Every family's embedded mini dataset is built from this module, and the small embedded model is trained on it. A :class:`Scene` is a few
 :class:`SceneObject` (shape, colour, size, position) on a background with a texture,
 a lighting, a rendering style (the domains of the domain-adaptation family) and
 four quality knobs (contrast, noise, blur, off-centre framing: the aesthetics

@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 import torch
 
 from ctxbench.errors import CtxbenchError
+from ctxbench.io.hf_datasets import hub_offline
 
 PLUGIN_VERSION = "1"
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -123,17 +124,6 @@ class ModelSource:
         if self.path is not None:
             return {"local_files_only": True}
         return {"revision": self.revision} if self.revision else {}
-
-
-def hub_offline() -> bool:
-    value = os.environ.get("HF_HUB_OFFLINE", "")
-    if value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    try:
-        from huggingface_hub import constants
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:
-        return False
 
 
 def hub_endpoint() -> str:

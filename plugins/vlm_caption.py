@@ -1,6 +1,7 @@
 """`vlm_caption`: a generative VLM writes a caption; a text embedder embeds it.
 
-The "VLM-Caption" method of seeds/000 (Tsutsumi & Kohita): a VLM captions the
+The "VLM-Caption" method of Tsutsumi & Kohita ("same image, different meaning"
+context-dependent retrieval): a VLM captions the
 image - given the context C in its prompt for phi(I, C) - and a text encoder
 (Qwen3-Embedding-0.6B in the paper) embeds the caption; queries are embedded by
 the same text encoder, with C in their text for psi(q, C). Decoding is greedy

@@ -3,7 +3,8 @@
 E5-V (Jiang et al. 2024, arXiv:2407.12580; github.com/kongds/E5-V) prompts a
 multimodal LLM to summarise its input "in one word" and takes the **last layer's
 hidden state at the last token** as the embedding; ctxbench L2-normalises it
-(seeds/000: "VLM の最終層における最終トークン位置の隠れ状態 ... L2 正規化"). Any
+(the context-retrieval study of Tsutsumi & Kohita specifies the same: the final
+layer's hidden state at the final token position, L2-normalised). Any
 transformers image-text-to-text model works (``AutoModelForImageTextToText`` +
 ``AutoProcessor``: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Gemma3, LLaVA / LLaVA-NeXT,
 Idefics3 / SmolVLM, Mistral3 - whatever the installed transformers supports).

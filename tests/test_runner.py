@@ -155,12 +155,7 @@ def test_leaderboard_escapes_names():
 
 
 def test_cli_usage_errors_exit_2(tmp_path):
+    """One subprocess round trip (the in-process cases are in test_usage_errors.py)."""
     proc = run_cli(["run", "--task", "context_retreival_synthetic", "--output-dir", str(tmp_path)])
     assert proc.returncode == 2 and "Did you mean: context_retrieval_synthetic" in proc.stderr
-    proc = run_cli(["run", "--task", "all", "--backend", "randon", "--output-dir", str(tmp_path)])
-    assert proc.returncode == 2 and "Did you mean: random" in proc.stderr
-    proc = run_cli(["validate", str(tmp_path / "missing.yaml")])
-    assert proc.returncode == 2 and "file not found" in proc.stdout
-    for cmd in ("run", "list", "validate", "leaderboard", "report", "check-backend"):
-        help_text = run_cli([cmd, "--help"]).stdout
-        assert "example: ctxbench" in help_text
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,79 @@
+"""Usage and configuration errors: exit 2, one clear line naming the flag, file or
+field, no traceback; checked in-process (fast). Each case is one member of a class:
+a new flag or input that is silently accepted belongs in CASES."""
+
+import pytest
+
+from ctxbench.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+CASES = [
+    (["run", "--limit", "0"], "--limit 0: must be a positive integer"),
+    (["run", "--limit", "-1"], "--limit -1: must be a positive integer"),
+    (["run", "--batch-size", "0"], "--batch-size 0: must be a positive integer"),
+    (["run", "--batch-size", "-4"], "--batch-size -4: must be a positive integer"),
+    (["run", "--seed", "-1"], "--seed -1: must be >= 0"),
+    (["run", "--device", "gpu"], "--device 'gpu': unknown device"),
+    (["run", "--cell-timeout", "0"], "--cell-timeout 0: must be a positive number"),
+    (["run", "--task", ","], "selects no task"),
+    (["run", "--backend", ","], "names no backend"),
+    (["run", "--backend", "random", "--backend-arg", "=5"], "the key must not be empty"),
+    (["run", "--backend", "random", "--backend-arg", "other:dim=5"], "is not among --backend"),
+    (["run", "--task", "context_retreival_synthetic"], "Did you mean: context_retrieval_synthetic"),
+    (["run", "--backend", "randon"], "Did you mean: random"),
+    (["run", "--task", "missing_file.yaml"], "no such task file"),
+    (["run", "--include-path", "/nonexistent/tasks"], "not a folder of task files"),
+]
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_usage_error_exit_2(argv, message, capsys, tmp_path):
+    code, out, err = run(argv + ["--output-dir", str(tmp_path / "out")], capsys)
+    assert code == 2, (out, err)
+    assert message in err and "Traceback" not in err
+
+
+def test_unwritable_output_dir_is_a_usage_error(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(["run", "--output-dir", str(blocker / "sub")], capsys)
+    assert code == 2 and "--output-dir" in err and "not writable" in err
+
+
+def test_validate_missing_file_and_empty_folder(capsys, tmp_path):
+    code, _, err = run(["validate", str(tmp_path / "missing.yaml")], capsys)
+    assert code == 2 and "missing.yaml: no such file or folder" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(["validate", str(tmp_path / "empty")], capsys)
+    assert code == 2 and "no task files" in err
+
+
+def test_validate_bad_files_are_listed_each_with_file_and_field(capsys, tmp_path):
+    (tmp_path / "a.yaml").write_text("task: dup\nfamily: context_retrieval\nversion: 1\n"
+                                     "dataset: {loader: synthetic_context_retrieval}\n")
+    (tmp_path / "b.yaml").write_text("task: dup\nfamily: context_retrieval\nversion: 1\n"
+                                     "dataset: {loader: synthetic_context_retrieval}\n")
+    (tmp_path / "c.yaml").write_bytes(b"task: \xff\xfe\n")
+    (tmp_path / "d.yaml").write_text("task: d\nfamily: [a, list]\nversion: 1\n"
+                                     "dataset: {loader: x}\n")
+    code, out, err = run(["validate", str(tmp_path)], capsys)
+    assert code == 2 and "Traceback" not in out + err
+    lines = [line for line in out.splitlines() if line.startswith("INVALID")]
+    assert len(lines) == 4, out
+    assert sum("declared by 2 files" in line for line in lines) == 2
+    assert any("c.yaml" in line for line in lines) and any("d.yaml" in line for line in lines)
+
+
+@pytest.mark.parametrize("cmd", ["run", "list", "validate", "leaderboard", "report",
+                                 "check-backend", "export-epic", "toy"])
+def test_every_command_has_an_example_in_its_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([cmd, "--help"])
+    assert exc.value.code == 0
+    assert "example: ctxbench" in capsys.readouterr().out
