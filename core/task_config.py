@@ -92,19 +92,79 @@ def _line_of(node: yaml.Node | None, path: list[str]) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
+MAX_TASK_FILE_BYTES = 1 << 20     # a task file is a few hundred bytes; refuse megabytes
+MAX_ALIASES = 64                  # YAML anchors/aliases: enough for shared defaults
+MAX_EXPANDED_NODES = 100_000      # nodes after alias expansion ("billion laughs" bound)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable key: construct_mapping reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key]})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _count_aliases(text: str) -> int:
+    return sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader))
+
+
+def _expanded_size_ok(value: Any, budget: int = MAX_EXPANDED_NODES) -> bool:
+    """Whether ``value`` has at most ``budget`` nodes once aliases are expanded."""
+    stack, count = [value], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > budget:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise TaskConfigError(path, None, "file not found") from None
+    except OSError as exc:
+        raise TaskConfigError(path, None, f"unreadable ({exc.strerror or exc})") from None
+    if len(raw) > MAX_TASK_FILE_BYTES:
+        raise TaskConfigError(path, None, f"file is {len(raw):,} bytes; a task file must be under "
+                              f"{MAX_TASK_FILE_BYTES:,}", "keep data out of task files")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskConfigError(path, None, f"not UTF-8 text (byte {exc.start})",
+                              "save the file as UTF-8") from None
+    try:
+        if _count_aliases(text) > MAX_ALIASES:
+            raise TaskConfigError(path, None, f"more than {MAX_ALIASES} YAML aliases",
+                                  "write the values out; task files need few anchors")
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise TaskConfigError(path, None, f"invalid YAML{where}: {getattr(exc, 'problem', exc)}",
                               "fix the syntax (yaml.safe_load is used: no Python tags)") from None
+    if not _expanded_size_ok(data):
+        raise TaskConfigError(path, None, f"expands to more than {MAX_EXPANDED_NODES:,} values "
+                              "through YAML aliases", "write the values out")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -150,14 +210,19 @@ def expand_env(value: Any, path: Path, field_name: str) -> Any:
 
     def sub(match: re.Match) -> str:
         var, default = match.group(1), match.group(2)
-        if var in os.environ:
-            return os.environ[var]
+        value = os.environ.get(var, "")
+        if value:
+            return value
         if default is not None:
-            return default
-        raise TaskConfigError(path, field_name, f"environment variable {var} is not set",
+            return default                      # as the shell: unset or empty -> default
+        state = "is set but empty" if var in os.environ else "is not set"
+        raise TaskConfigError(path, field_name, f"environment variable {var} {state}",
                               f"export {var}=... or write ${{{var}:-default}}")
 
     expanded = ENV_RE.sub(sub, value)
+    if "${" in expanded:
+        raise TaskConfigError(path, field_name, f"unexpanded '${{' in {value!r}",
+                              "write ${VAR} or ${VAR:-plain default}; defaults cannot nest")
     return os.path.expanduser(expanded) if expanded.startswith("~") else expanded
 
 

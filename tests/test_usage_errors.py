@@ -77,3 +77,34 @@ def test_every_command_has_an_example_in_its_help(cmd, capsys):
         main([cmd, "--help"])
     assert exc.value.code == 0
     assert "example: ctxbench" in capsys.readouterr().out
+
+
+def _task(tmp_path, body: str, name="t.yaml"):
+    path = tmp_path / name
+    path.write_text("task: t\nfamily: context_retrieval\nversion: 1\n" + body)
+    return path
+
+
+@pytest.mark.parametrize("body,message", [
+    ("dataset: {loader: synthetic_context_retrieval}\nversion: 2\n", "duplicate key 'version'"),
+    ("dataset: {loader: synthetic_context_retrieval, options: {seed: 1, seed: 2}}\n",
+     "duplicate key 'seed'"),
+    ("dataset:\n  loader: synthetic_context_retrieval\n  options: {n_groups: '${A:-${B}}'}\n",
+     "defaults cannot nest"),
+    ("x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i > 1 else "*a"] * 9) + "]\n"
+        for i in range(1, 9)) + "dataset: {loader: synthetic_context_retrieval}\n",
+     "YAML aliases"),
+])
+def test_task_file_traps_are_clear_errors(tmp_path, body, message, capsys):
+    path = _task(tmp_path, body)
+    code, out, err = run(["validate", str(path)], capsys)
+    assert code == 2 and message in out, out + err
+
+
+def test_empty_environment_variable_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CTXBENCH_DATA", "")
+    path = _task(tmp_path, "dataset:\n  loader: context_retrieval_json\n"
+                           "  options: {path: '${CTXBENCH_DATA}/cr.json'}\n")
+    code, out, _ = run(["validate", str(path)], capsys)
+    assert code == 2 and "CTXBENCH_DATA is set but empty" in out
