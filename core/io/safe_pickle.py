@@ -92,7 +92,38 @@ class UnsafePickleError(DatasetFormatError):
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}  # Python 2 pickles
 
 
-def _resolve(module: str, name: str, allowed: frozenset, source: str):
+def _size_of(value: Any) -> int:
+    """Elements an integer or a shape tuple asks for (0 for anything else)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value):
+        size = 1
+        for v in value:
+            size *= max(v, 0)
+        return size
+    return 0
+
+
+def _bounded(fn, label: str, limit: int, source: str):
+    """``fn`` refusing any integer or shape argument asking for more than ``limit``
+    elements *before* it allocates (a 35-byte pickle can ask bytearray for 4 GB)."""
+    def call(*args, **kwargs):
+        for value in (*args, *kwargs.values()):
+            if _size_of(value) > limit:
+                raise UnsafePickleError(f"{source}: refused to load: '{label}' asks for "
+                                        f"{_size_of(value):,} elements, more than this "
+                                        f"{limit // 64:,}-byte file can describe")
+        return fn(*args, **kwargs)
+    return call
+
+
+# constructors that allocate from a size argument: bounded by the pickle's size
+SIZED = {("builtins", "bytearray"), ("numpy._core.multiarray", "_reconstruct")}
+
+
+def _resolve(module: str, name: str, allowed: frozenset, source: str, limit: int = 1 << 40):
     module = _PY2_MODULES.get(module, module)
     target = _RENAMES.get((module, name), (module, name))
     if target not in allowed:
@@ -105,6 +136,8 @@ def _resolve(module: str, name: str, allowed: frozenset, source: str):
     obj = mod
     for part in target[1].split("."):
         obj = getattr(obj, part)
+    if target in SIZED:
+        return _bounded(obj, f"{target[0]}.{target[1]}", limit, source)
     return obj
 
 
@@ -112,13 +145,20 @@ class RestrictedUnpickler(pickle.Unpickler):
     """C unpickler whose ``find_class`` only returns allow-listed globals."""
 
     def __init__(self, file, *, allowed: Iterable[tuple[str, str]] = DEFAULT_ALLOWED,
-                 source: str = "<pickle>", **kwargs):
+                 source: str = "<pickle>", size_limit: int = 1 << 40, **kwargs):
         super().__init__(file, **kwargs)
         self._allowed = frozenset(allowed)
         self._source = source
+        self._limit = size_limit
 
     def find_class(self, module: str, name: str) -> Any:
-        return _resolve(module, name, self._allowed, self._source)
+        return _resolve(module, name, self._allowed, self._source, self._limit)
+
+
+def size_limit(data: bytes) -> int:
+    """The most elements a constructor may ask for: 64 per byte of the pickle, at
+    least 16 Mi (data a pickle describes is in it; zeros need no pickle)."""
+    return max(64 * len(data), 1 << 24)
 
 
 def _compat_unpickler(data: bytes, allowed: frozenset, source: str, encoding: str):
@@ -127,7 +167,7 @@ def _compat_unpickler(data: bytes, allowed: frozenset, source: str, encoding: st
 
     class _Restricted(pickle_compat.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
-            return _resolve(module, name, allowed, source)
+            return _resolve(module, name, allowed, source, size_limit(data))
 
     return _Restricted(io.BytesIO(data), encoding=encoding).load()
 
@@ -140,7 +180,7 @@ def loads(data: bytes, *, allowed: Iterable[tuple[str, str]] = DEFAULT_ALLOWED,
     allowed = frozenset(allowed)
     try:
         return RestrictedUnpickler(io.BytesIO(data), allowed=allowed, source=source,
-                                   encoding=encoding).load()
+                                   size_limit=size_limit(data), encoding=encoding).load()
     except UnsafePickleError:
         raise
     except (TypeError, AttributeError, ValueError, ImportError) as first:
