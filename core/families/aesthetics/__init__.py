@@ -1,12 +1,137 @@
-"""The aesthetics family (hooks re-exported for pluggy); its task files are in tasks/aesthetics/."""
+"""The aesthetics family: tag-aware image quality assessment.
+
+After Sugiura & Yamauchi, "テキストタグを併用した画像の品質評価モデルの提案"
+(a proposal of an image quality assessment model that also uses text tags): a
+frozen CLIP-like backbone, a cross-attention of the image over its semantic tags,
+trained with a ranking + MSE loss on AVA (Murray et al., CVPR 2012).
+
+Two kinds of task share the evaluator (:mod:`.evaluator`):
+
+- quality tasks (AVA, :mod:`.ava`; the embedded set, :mod:`.synthetic`): the
+  probes ``image_only`` (the paper's "Ours (w/o Text)"), ``tag_aware`` (the
+  paper's model, :mod:`.heads`) and ``zero_shot`` (a prompt-pair reference, not in
+  the paper), scored in :mod:`.quality`;
+- parameter sweeps (the paper's CFG experiment, :mod:`.param_sweep`; the embedded
+  degradation sweep): Spearman(score, parameter) per prompt, :mod:`.sweep`. The
+  probes are trained on the task named by ``depends_on: {scorer: <task>}``.
+
+Metric definitions: :mod:`.metrics`. This module holds the hooks and stays light
+(``ctxbench list`` imports every family): the evaluator, loaders, metrics and plots
+are imported when first used. Task files: ``tasks/aesthetics/``.
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
 
 from ...hooks import hookimpl
-from .evaluator import ctxbench_dataset_loaders, ctxbench_families, ctxbench_metrics  # noqa: F401
+from ...registrations import FamilySpec, LoaderSpec, MetricSpec
+from .options import (AVA_OPTIONS, PARAM_SWEEP_OPTIONS, SYNTHETIC_QUALITY_OPTIONS,
+                      SYNTHETIC_SWEEP_OPTIONS)
+from .protocol import FAMILY, PROTOCOL_DEFAULTS, check_protocol, metric_names
+
+REF = ("Sugiura & Yamauchi, tag-aware image quality assessment, Table 1; NIMA (Talebi & "
+       "Milanfar, IEEE TIP 2018)")
+
+
+def evaluate(request):
+    """The family's evaluator (:func:`.evaluator.evaluate`), imported on first use."""
+    from .evaluator import evaluate as run
+    return run(request)
+
+
+def load_ava(options, ctx):
+    from .ava import load_ava as load
+    return load(options, ctx)
+
+
+def load_param_sweep(options, ctx):
+    from .param_sweep import load_param_sweep as load
+    return load(options, ctx)
+
+
+def load_synthetic_quality(options, ctx):
+    from .synthetic import load_quality
+    return load_quality(options, ctx)
+
+
+def load_synthetic_sweep(options, ctx):
+    from .synthetic import load_sweep
+    return load_sweep(options, ctx)
+
+
+def _metric(name: str):
+    """``metrics.<name>``, imported on the first call (numpy stays out of ``list``)."""
+    def call(*args, **kwargs):
+        from . import metrics
+        return getattr(metrics, name)(*args, **kwargs)
+    call.__name__ = name
+    call.__doc__ = f"ctxbench.families.aesthetics.metrics.{name}"
+    return call
+
+
+def report_plots():
+    """The report's plot functions (:data:`.plots.PLOTS`). Not named ``plots``: importing
+    the submodule ``.plots`` would rebind that package attribute to the module."""
+    from .plots import PLOTS
+    return PLOTS
+
+
+@hookimpl
+def ctxbench_families():
+    return [FamilySpec(
+        name=FAMILY, evaluate=evaluate,
+        description="tag-aware image quality: image-only and tag-aware probes (ranking + "
+                    "lambda*MSE), Error/LCC/SRCC/KL/EMD, per-tag table; parameter sweeps "
+                    "(Spearman with CFG scale / degradation)",
+        protocol_defaults=PROTOCOL_DEFAULTS, check_protocol=check_protocol,
+        metric_names=metric_names, plots=report_plots)]
+
+
+@hookimpl
+def ctxbench_dataset_loaders():
+    return [
+        LoaderSpec("ava", load_ava, FAMILY, "AVA (AVA.txt, tags.txt, challenges.txt, official "
+                   "lists; or a Hugging Face datasets copy)", dict(AVA_OPTIONS)),
+        LoaderSpec("param_sweep", load_param_sweep, FAMILY, "generated images labelled with a "
+                   "generation parameter (<root>/<prompt_id>/<param>/<image> or a manifest CSV)",
+                   dict(PARAM_SWEEP_OPTIONS)),
+        LoaderSpec("synthetic_aesthetics", load_synthetic_quality, FAMILY,
+                   "embedded AVA-like set from the synthetic world (quality knobs, votes, tags)",
+                   dict(SYNTHETIC_QUALITY_OPTIONS)),
+        LoaderSpec("synthetic_degradation_sweep", load_synthetic_sweep, FAMILY,
+                   "embedded stand-in for the CFG experiment: scenes at increasing degradation",
+                   dict(SYNTHETIC_SWEEP_OPTIONS)),
+    ]
+
+
+@hookimpl
+def ctxbench_metrics():
+    return [
+        MetricSpec("quality.error", _metric("abs_error"),
+                   "mean absolute error |pred - MOS| and its std", FAMILY,
+                   higher_is_better=False, reference=REF),
+        MetricSpec("quality.lcc", _metric("lcc"), "Pearson linear correlation (no logistic fit)",
+                   FAMILY, reference=REF),
+        MetricSpec("quality.lcc_logistic", _metric("lcc_logistic"),
+                   "Pearson after the VQEG 4-parameter logistic fit", FAMILY,
+                   reference="VQEG Phase I final report (2000), 4-parameter logistic"),
+        MetricSpec("quality.srcc", _metric("srcc"),
+                   "Spearman rank correlation (average ranks for ties)", FAMILY, reference=REF),
+        MetricSpec("quality.hist_kl", _metric("histogram_kl"),
+                   "KL(true || predicted) between test-set score histograms (eps-smoothed)",
+                   FAMILY, higher_is_better=False, reference=REF),
+        MetricSpec("quality.hist_emd", _metric("histogram_emd"),
+                   "NIMA-form EMD (r=2) between test-set score histograms", FAMILY,
+                   higher_is_better=False, reference=REF),
+        MetricSpec("quality.nima_emd", _metric("nima_emd"),
+                   "per-image EMD (r=2) between predicted and true 10-bin vote distributions",
+                   FAMILY, higher_is_better=False,
+                   reference="NIMA (Talebi & Milanfar, IEEE TIP 2018), Eq. 1"),
+    ]
 
 
 @hookimpl
 def ctxbench_task_dirs():
     import ctxbench_tasks
-    return [Path(ctxbench_tasks.__file__).parent / "aesthetics"]
+    return [Path(ctxbench_tasks.__file__).parent / FAMILY]

@@ -1,4 +1,5 @@
-"""Probe heads and losses of the aesthetics family (seeds/004_*, §3).
+"""Probe heads and losses of the aesthetics family (Sugiura & Yamauchi, the tag-aware
+image quality model, section 3).
 
 The paper's model: CLIP image and tag-text embeddings (512-d) -> cross-attention ->
 512-d fused vector -> MLP -> quality score, trained on (image, tag) pairs with
@@ -8,7 +9,8 @@ The paper's model: CLIP image and tag-text embeddings (512-d) -> cross-attention
 
 where (x_i, x_j) share the tag T and x_i ranks above x_j: by MOS, and when the two
 MOS are within ``tie_margin`` of each other, by the CLIP image-tag similarity
-(§3.2; RankNet, Burges et al. 2005). Here the backbone is frozen and its cached,
+(section 3.2; RankNet: Burges et al., "Learning to rank using gradient descent",
+ICML 2005). Here the backbone is frozen and its cached,
 L2-normalised embeddings are the inputs:
 
 - :class:`ImageOnlyHead` ("Ours (w/o Text)"): MLP on the image embedding;

@@ -1,4 +1,7 @@
-"""Quality-assessment metrics of the aesthetics family (SPEC §5, seeds/004_*), pure numpy.
+"""Quality-assessment metrics of the aesthetics family, pure numpy.
+
+The figures of Sugiura & Yamauchi's Table 1 (tag-aware image quality assessment on
+AVA), plus NIMA's per-image EMD.
 
 Every function works on the last axis, so a ``[B, N]`` stack of bootstrap
 resamples is scored in one vectorised call (``B`` results).

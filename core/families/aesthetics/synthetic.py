@@ -1,4 +1,4 @@
-"""Embedded aesthetics datasets built from the synthetic world (SPEC §5, seeds/004_*).
+"""Embedded aesthetics datasets built from the synthetic world (no data needed).
 
 Quality set (:func:`build_quality`, loader ``synthetic_aesthetics``), an AVA in
 miniature. Each image is a world scene whose four quality knobs are degraded by
@@ -19,7 +19,7 @@ around ``mu`` (std ``vote_std``), so the MOS carries AVA-like sampling noise and
 vote histogram is a real 10-bin distribution.
 
 Degradation sweep (:func:`build_sweep`, loader ``synthetic_degradation_sweep``): the
-stand-in for the paper's CFG experiment (§4.2). For each "prompt" (a background, whose
+stand-in for the paper's CFG experiment (Sugiura & Yamauchi, section 4.2). For each "prompt" (a background, whose
 name is the prompt/tag text) ``scenes_per_prompt`` clean scenes are rendered at each
 degradation level L (all four knobs at ``u = L``); the parameter is L, so a good
 scorer's predictions fall with it (expected Spearman sign -1).
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .data import AestheticsDataset, DataReport, ParamSweepDataset, apply_limit
+from .options import SYNTHETIC_QUALITY_OPTIONS, SYNTHETIC_SWEEP_OPTIONS
 from ... import synthetic_world as world
 
 KNOBS = ("contrast", "noise", "blur", "offcentre")
@@ -142,15 +143,6 @@ def build_sweep(n_prompts: int = 4, scenes_per_prompt: int = 8,
               "generator": f"world v{world.GENERATOR_VERSION}"})
 
 
-QUALITY_OPTIONS = {"n_images": "number of images (default 600)", "seed": "generator seed (default 0)",
-                   "size": "render size in px (default 64)", "votes_min": "fewest votes per image (60)",
-                   "votes_max": "most votes per image (150)", "vote_std": "std of a vote around "
-                   "the latent MOS (1.5)", "p_no_style_tag": "share of images without tag 2 (0.1)"}
-SWEEP_OPTIONS = {"n_prompts": "prompts (backgrounds), default 4", "scenes_per_prompt": "scenes per "
-                 "prompt, default 8", "levels": "degradation levels, default [0, .25, .5, .75, 1]",
-                 "seed": "generator seed (default 0)", "size": "render size in px (default 64)"}
-
-
 def _typed(options: dict[str, Any], allowed: dict[str, str], where: str) -> dict[str, Any]:
     from ...errors import DatasetFormatError
     unknown = set(options) - set(allowed)
@@ -162,14 +154,14 @@ def _typed(options: dict[str, Any], allowed: dict[str, str], where: str) -> dict
 
 def load_quality(options: dict[str, Any], ctx) -> AestheticsDataset:
     """Loader ``synthetic_aesthetics``."""
-    opts = _typed(options, QUALITY_OPTIONS, f"{ctx.task_file}: dataset.options")
+    opts = _typed(options, SYNTHETIC_QUALITY_OPTIONS, f"{ctx.task_file}: dataset.options")
     return build_quality(limit=ctx.limit, **{k: (float(v) if k in ("vote_std", "p_no_style_tag")
                                                  else int(v)) for k, v in opts.items()})
 
 
 def load_sweep(options: dict[str, Any], ctx) -> ParamSweepDataset:
     """Loader ``synthetic_degradation_sweep``."""
-    opts = _typed(options, SWEEP_OPTIONS, f"{ctx.task_file}: dataset.options")
+    opts = _typed(options, SYNTHETIC_SWEEP_OPTIONS, f"{ctx.task_file}: dataset.options")
     if "levels" in opts:
         opts["levels"] = tuple(float(x) for x in opts["levels"])
     for k in ("n_prompts", "scenes_per_prompt", "seed", "size"):

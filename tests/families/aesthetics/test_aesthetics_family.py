@@ -3,6 +3,7 @@ oracle backend that knows the generator, and the random backend), sweeps and tas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,11 +14,13 @@ import torch
 
 from ctxbench.backend import Capabilities
 from ctxbench.encoder import CachedEncoder
-from ctxbench.errors import DataNotFound, TaskConfigError
+from ctxbench.errors import CtxbenchError, DataNotFound, TaskConfigError
 from ctxbench.families.aesthetics import evaluator as fam
+from ctxbench.families.aesthetics import features, probes
+from ctxbench.families.aesthetics.protocol import PROTOCOL_DEFAULTS
 from ctxbench.families.aesthetics.heads import (TagAwareHead, emd_loss, paper_loss, rank_pairs,
                                                 ranking_loss)
-from ctxbench.families.contract import EvalRequest
+from ctxbench.families.contract import Dependency, EvalRequest
 from ctxbench.inputs import pil_key
 from ctxbench.families.aesthetics import metrics as Q
 from ctxbench.registrations import LoadContext
@@ -25,7 +28,7 @@ from ctxbench.families.aesthetics import synthetic as syn
 from ctxbench import synthetic_world as world
 from ctxbench.task_config import parse_task
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks" / "aesthetics"
+TASKS = Path(__file__).resolve().parents[3] / "tasks" / "aesthetics"
 FAST = {"n_resamples": 200, "epochs": 60}
 
 
@@ -75,10 +78,20 @@ def _task(name: str):
     return parse_task(TASKS / f"{name}.yaml")
 
 
-def _run(task, dataset, backend_or_encoder, protocol=None, seed=0):
+def _run(task, dataset, backend_or_encoder, protocol=None, seed=0, dependencies=None):
     enc = backend_or_encoder if isinstance(backend_or_encoder, CachedEncoder) else \
         CachedEncoder(backend_or_encoder, cache=None, progress=False)
-    return fam.evaluate(EvalRequest(task, dataset, enc, dict(protocol or {}), seed))
+    return fam.evaluate(EvalRequest(task, dataset, enc, dict(protocol or {}), seed,
+                                    dependencies=dict(dependencies or {})))
+
+
+def _scorer(name: str = "aesthetics_synthetic", dataset=None, **protocol) -> dict[str, Dependency]:
+    """``req.dependencies`` as the runner builds it for ``depends_on: {scorer: name}``:
+    the task, its dataset, its family defaults merged with its protocol."""
+    task = _task(name)
+    if dataset is None:
+        dataset = syn.build_quality(**task.options)
+    return {"scorer": Dependency(task, dataset, {**PROTOCOL_DEFAULTS, **task.protocol, **protocol})}
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +151,7 @@ def test_tag_aware_head_attends_over_image_and_tag():
 
 def test_image_tag_pairs():
     tags = np.array([[1, 2], [3, 0], [0, 0], [0, 4]])
-    img, tag = fam.image_tag_pairs(tags, np.array([0, 1, 2, 3]))
+    img, tag = features.image_tag_pairs(tags, np.array([0, 1, 2, 3]))
     assert list(zip(img.tolist(), tag.tolist())) == [(0, 1), (0, 2), (1, 3), (2, 0), (3, 4)]
 
 
@@ -216,8 +229,8 @@ def test_random_backend_is_near_chance(quality_data):
 def test_test_split_never_influences_training(quality_data):
     """Selection uses validation only: corrupting the test votes changes nothing learned."""
     backend = AestheticsOracle(quality_data)
-    proto = {**fam.PROTOCOL_DEFAULTS, **FAST, "epochs": 15, "lr": [1e-3, 3e-3]}
-    splits = fam.make_splits(quality_data, proto, 0)
+    proto = {**PROTOCOL_DEFAULTS, **FAST, "epochs": 15, "lr": [1e-3, 3e-3]}
+    splits = features.make_splits(quality_data, proto, 0)
     assert not set(splits["test"]) & (set(splits["train"]) | set(splits["val"]))
     assert not set(splits["train"]) & set(splits["val"])
     corrupted = quality_data.subset(np.arange(len(quality_data)))
@@ -226,9 +239,9 @@ def test_test_split_never_influences_training(quality_data):
     results = []
     for ds in (quality_data, corrupted):
         enc = CachedEncoder(backend, cache=None, progress=False)
-        feats = fam.encode(enc, ds, proto)
-        fitted = fam.fit_probe("tag_aware", ds, feats, fam.make_splits(ds, proto, 0), proto, 0)
-        results.append((fitted.info, fam.predict(fitted.model, ds, feats, splits["test"])["image"]))
+        feats = features.encode(enc, ds, proto)
+        fitted = probes.fit_probe("tag_aware", ds, feats, features.make_splits(ds, proto, 0), proto, 0)
+        results.append((fitted.info, probes.predict(fitted.model, ds, feats, splits["test"])["image"]))
     assert results[0][0] == results[1][0]
     np.testing.assert_allclose(results[0][1], results[1][1])
 
@@ -265,8 +278,10 @@ def test_sweep_with_oracle_scorers():
     sweep = syn.build_sweep(n_prompts=3, scenes_per_prompt=4, seed=0)
     scorer_data = syn.build_quality(n_images=600, seed=0)    # the aesthetics_synthetic task
     backend = AestheticsOracle(sweep, scorer_data)
+    assert task.depends_on == {"scorer": "aesthetics_synthetic"}
     out = _run(task, sweep, backend, {**task.protocol, "n_resamples": 200,
-                                      "scorer_probes": ["tag_aware"]})
+                                      "scorer_probes": ["tag_aware"]},
+               dependencies=_scorer(dataset=scorer_data))
     m = out.metrics
     assert m["zero_shot/agreement"].value > 0.9
     assert m["tag_aware/agreement"].value > 0.9
@@ -285,10 +300,32 @@ def test_sweep_zero_shot_only_and_errors():
     sweep = syn.build_sweep(n_prompts=2, scenes_per_prompt=3, seed=0)
     out = _run(task, sweep, RandomBackend(), {"scorer": "zero_shot", "n_resamples": 100})
     assert set(out.metrics) == {"zero_shot/rho", "zero_shot/agreement"}
-    with pytest.raises(TaskConfigError, match="scorer_task"):
-        _run(task, sweep, RandomBackend(), {"scorer": "probe", "scorer_task": None})
-    with pytest.raises(TaskConfigError, match="no task named"):
-        _run(task, sweep, RandomBackend(), {"scorer": "probe", "scorer_task": "no_such_task"})
+    undeclared = dataclasses.replace(task, depends_on={})
+    with pytest.raises(TaskConfigError, match=r"depends_on.*add 'depends_on: \{scorer: "):
+        _run(undeclared, sweep, RandomBackend(), {"scorer": "probe"})
+    assert set(_run(undeclared, sweep, RandomBackend(), {"n_resamples": 100}).metrics) == \
+        {"zero_shot/rho", "zero_shot/agreement"}           # auto without a scorer task
+    with pytest.raises(CtxbenchError, match="received no dependency 'scorer'"):
+        _run(task, sweep, RandomBackend(), {"n_resamples": 100})   # declared, not passed
+    not_quality = {"scorer": Dependency(task, sweep, dict(PROTOCOL_DEFAULTS))}
+    with pytest.raises(TaskConfigError, match="not an aesthetics quality task"):
+        _run(task, sweep, RandomBackend(), {"scorer": "probe"}, dependencies=not_quality)
+
+
+def test_sweep_trains_on_the_dependency_with_its_protocol():
+    """The probes follow the scorer task's dataset and protocol, not the sweep's."""
+    from ctxbench_plugins.random_backend import RandomBackend
+    task = _task("aesthetics_degradation_sweep")
+    sweep = syn.build_sweep(n_prompts=2, scenes_per_prompt=3, seed=0)
+    scorer_data = syn.build_quality(n_images=120, seed=0)
+    proto = {"n_resamples": 50, "scorer_probes": ["image_only"]}
+    out = _run(task, sweep, RandomBackend(dim=16), proto,
+               dependencies=_scorer(dataset=scorer_data, epochs=3, lr=[1e-3, 3e-3]))
+    info = out.details["scorer_task"]
+    assert info["task"] == "aesthetics_synthetic" and info["task_hash"] == _task("aesthetics_synthetic").hash
+    assert sum(info["splits"].values()) == 120
+    assert info["selection"]["image_only"]["epochs_run"] <= 3
+    assert len(info["selection"]["image_only"]["grid"]) == 2
 
 
 # ----------------------------------------------------------------------------- tasks

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxbench.families.aesthetics.data import AestheticsDataset, load_ava, load_param_sweep
+from ctxbench.families.aesthetics.ava import load_ava
+from ctxbench.families.aesthetics.data import AestheticsDataset
+from ctxbench.families.aesthetics.param_sweep import load_param_sweep
 from ctxbench.errors import DataNotFound, DatasetFormatError, PathEscapeError
 from ctxbench.registrations import LoadContext
 
@@ -219,3 +221,70 @@ def test_param_sweep_symlink_out_of_root_refused(tmp_path):
     (root / "p" / "1" / "x.png").symlink_to(outside)
     with pytest.raises(PathEscapeError):
         load_param_sweep({"root": str(root)}, LoadContext("s", tmp_path / "t.yaml"))
+
+
+# ----------------------------------------------------------------------------- symlinks out of the root
+needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+
+
+@needs_symlinks
+def test_ava_image_symlink_out_of_root_refused(ava_root, tmp_path):
+    outside = tmp_path / "outside.jpg"
+    Image.new("RGB", (8, 8)).save(outside)
+    (ava_root / "images" / "1001.jpg").unlink()
+    (ava_root / "images" / "1001.jpg").symlink_to(outside)
+    with pytest.raises(PathEscapeError, match=r"AVA\.txt, line 1: image 1001.*outside"):
+        load_ava({"root": str(ava_root)}, ctx(ava_root))
+    with pytest.raises(PathEscapeError):          # also without the existence check
+        load_ava({"root": str(ava_root), "check_images": False}, ctx(ava_root))
+
+
+@needs_symlinks
+def test_ava_files_symlinked_out_of_root_refused(ava_root, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (ava_root / "linked_images").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(PathEscapeError, match="images_dir"):
+        load_ava({"root": str(ava_root), "images_dir": "linked_images"}, ctx(ava_root))
+    (tmp_path / "tags_elsewhere.txt").write_text(TAGS)
+    (ava_root / "tags.txt").unlink()
+    (ava_root / "tags.txt").symlink_to(tmp_path / "tags_elsewhere.txt")
+    with pytest.raises(PathEscapeError, match="tags_file"):
+        load_ava({"root": str(ava_root)}, ctx(ava_root))
+
+
+@needs_symlinks
+def test_ava_datasets_image_symlink_out_of_root_refused(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    root = tmp_path / "ava"
+    (root / "img").mkdir(parents=True)
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (6, 6)).save(outside)
+    (root / "img" / "0.png").symlink_to(outside)
+    Image.new("RGB", (6, 6)).save(root / "img" / "1.png")
+    datasets.Dataset.from_dict({"image_id": [1, 2], "image": ["img/0.png", "img/1.png"],
+                                "votes": [[1] * 10, [2] * 10], "tag1": [1, 1], "tag2": [0, 0]}
+                               ).save_to_disk(str(root / "hf"))
+    ds = load_ava({"root": str(root), "source": "datasets", "hf_path": "hf"}, ctx(root))
+    assert ds.refs[1].load().size == (6, 6)
+    with pytest.raises(PathEscapeError, match="row 0, column image"):
+        ds.refs[0].load()
+    absolute = datasets.Dataset.from_dict({"image_id": [1, 2],
+                                           "image": [str(root / "img" / "1.png"), str(outside)],
+                                           "votes": [[1] * 10, [2] * 10], "tag1": [1, 1], "tag2": [0, 0]})
+    absolute.save_to_disk(str(root / "abs"))
+    ds = load_ava({"root": str(root), "source": "datasets", "hf_path": "abs"}, ctx(root))
+    assert ds.refs[0].load().size == (6, 6)                    # absolute, inside the root
+    with pytest.raises(PathEscapeError, match="outside the dataset folder"):
+        ds.refs[1].load()
+
+
+@needs_symlinks
+def test_param_sweep_manifest_symlink_out_of_root_refused(tmp_path):
+    outside = tmp_path / "outside.png"
+    _png(outside, 3)
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "x.png").symlink_to(outside)
+    (root / "m.csv").write_text("path,prompt_id,param\nx.png,p,1\n")
+    with pytest.raises(PathEscapeError, match="m.csv, line 2"):
+        load_param_sweep({"root": str(root), "manifest": "m.csv"}, LoadContext("s", tmp_path / "t.yaml"))
