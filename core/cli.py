@@ -138,7 +138,8 @@ def cmd_run(args) -> int:
     results, options = run_cells(host, tasks, backends, options, launch_config(args))
     write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)
     board = Path(args.leaderboard) if args.leaderboard else output_dir.parent / f"{output_dir.name}.md"
-    write_leaderboard(output_dir, board, title=f"ctxbench leaderboard: {name}")
+    write_leaderboard(output_dir, board, title=f"ctxbench leaderboard: {name}",
+                      metric_specs=host.metrics)
     if args.report is not None:
         from .report import write_report
         page = write_report(output_dir, args.report or None, title=f"ctxbench report: {name}")
@@ -166,9 +167,10 @@ def cmd_list(args) -> int:
                  host.backends.get(n).description] for n in host.backends.names()]
         print(tabulate(rows, ["backend", "plugin", "default", "description"], tablefmt="simple"))
     elif what == "metrics":
-        rows = [[n, host.metrics.get(n).family, host.metrics.get(n).description,
-                 host.metrics.get(n).reference] for n in host.metrics.names()]
-        print(tabulate(rows, ["metric", "family", "description", "reference"], tablefmt="simple"))
+        rows = [[n, m.family, "higher" if m.higher_is_better else "lower", m.description,
+                 m.reference] for n, m in ((n, host.metrics.get(n)) for n in host.metrics.names())]
+        print(tabulate(rows, ["metric", "family", "better", "description", "reference"],
+                       tablefmt="simple"))
     elif what == "families":
         rows = [[n, host.families.get(n).description] for n in host.families.names()]
         print(tabulate(rows, ["family", "description"], tablefmt="simple"))
@@ -218,7 +220,7 @@ def cmd_leaderboard(args) -> int:
         raise CtxbenchError(f"--results {results}: not a folder of results JSON "
                             f"(ctxbench run writes them to leaderboards/<name>/)")
     out = Path(args.out) if args.out else results.parent / f"{results.name}.md"
-    write_leaderboard(results, out)
+    write_leaderboard(results, out, metric_specs=_host().metrics)
     print(out)
     return 0
 

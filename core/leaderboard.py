@@ -71,8 +71,32 @@ def _status_text(r: CellResult) -> str:
     return ""
 
 
+def _value_text(r: CellResult, metric: str) -> str:
+    """A metric cell; a result computed with --limit is marked partial."""
+    text = fmt_metric(r.metrics.get(metric))
+    return f"{text} (partial: --limit {r.limit})" if r.limit is not None else text
+
+
+def metric_definitions(metric_specs, families: set[str]) -> list[str]:
+    """Markdown lines: each registered metric of ``families`` with its direction,
+    definition and reference (the metric registry's own words)."""
+    rows = []
+    for name in metric_specs.names():
+        spec = metric_specs.get(name)
+        if spec.family in families or spec.family == "any":
+            arrow = "higher is better" if spec.higher_is_better else "lower is better"
+            rows.append([md_escape(spec.family), f"`{name}`", arrow, md_escape(spec.description),
+                         md_escape(spec.reference)])
+    if not rows:
+        return []
+    return ["## Metric definitions", "", "From the metric registry (`ctxbench list metrics`); "
+            "docs/families.md gives each family's metric names and conventions.", "",
+            tabulate(rows, ["family", "metric", "direction", "definition", "reference"],
+                     tablefmt="github"), ""]
+
+
 def render_markdown(results: list[CellResult], title: str = "ctxbench leaderboard",
-                    problems: list[str] | None = None) -> str:
+                    problems: list[str] | None = None, metric_specs=None) -> str:
     tasks: dict[str, list[CellResult]] = {}
     for r in results:
         tasks.setdefault(r.task, []).append(r)
@@ -96,7 +120,7 @@ def render_markdown(results: list[CellResult], title: str = "ctxbench leaderboar
             elif r.status != "ok":
                 row.append(_status_text(r))
             else:
-                row.append(fmt_metric(r.metrics.get(metric)) if metric else "–")
+                row.append(_value_text(r, metric) if metric else "–")
         rows.append(row)
     if rows:
         lines += [tabulate(rows, header, tablefmt="github"), ""]
@@ -125,7 +149,7 @@ def render_markdown(results: list[CellResult], title: str = "ctxbench leaderboar
                 rows.append([md_escape(r.backend_label), _status_text(r)] + [""] * len(columns))
                 continue
             rows.append([md_escape(r.backend_label), r.n if r.n is not None else ""] +
-                        [fmt_metric(r.metrics.get(c)) for c in columns])
+                        [_value_text(r, c) for c in columns])
         if columns or rows:
             lines += [tabulate(rows, header, tablefmt="github"), ""]
         table_names: list[str] = []
@@ -147,13 +171,18 @@ def render_markdown(results: list[CellResult], title: str = "ctxbench leaderboar
             lines += [f"- {md_escape(r.backend_label)} failed: {md_escape(r.error['message'] if r.error else '')}"]
         if failed:
             lines.append("")
+    if metric_specs is not None:
+        lines += metric_definitions(metric_specs, {r.family for r in results})
     if problems:
         lines += ["## Unreadable result files", ""] + [f"- {md_escape(p)}" for p in problems] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_leaderboard(results_dir: Path, out: Path, title: str | None = None) -> Path:
+def write_leaderboard(results_dir: Path, out: Path, title: str | None = None,
+                      metric_specs=None) -> Path:
+    """Write the markdown leaderboard of a results folder; ``metric_specs`` (the
+    plugin host's metric registry) adds the metric definitions section."""
     results, problems = latest_results(results_dir)
     write_text(out, render_markdown(results, title or f"ctxbench leaderboard: {Path(results_dir).name}",
-                                    problems))
+                                    problems, metric_specs))
     return out

@@ -108,3 +108,21 @@ def test_empty_environment_variable_is_refused(tmp_path, monkeypatch, capsys):
                            "  options: {path: '${CTXBENCH_DATA}/cr.json'}\n")
     code, out, _ = run(["validate", str(path)], capsys)
     assert code == 2 and "CTXBENCH_DATA is set but empty" in out
+
+
+def test_leaderboard_marks_partial_results_and_defines_metric_directions(tmp_path):
+    from ctxbench.leaderboard import render_markdown
+    from ctxbench.name_registry import Registry
+    from ctxbench.registrations import MetricSpec
+    from ctxbench.results import CellResult, MetricValue
+
+    def result(limit):
+        return CellResult(cell_id=f"c{limit}", status="ok", task="t", task_hash="h",
+                          task_version=1, family="fam", backend=f"b{limit}", backend_args={},
+                          backend_label=f"b{limit}", fingerprint="f", seed=0, limit=limit,
+                          metrics={"err": MetricValue(0.25)}, headline=["err"])
+    specs = Registry("metric")
+    specs.add("err", MetricSpec("err", abs, "mean absolute error", "fam", higher_is_better=False))
+    text = render_markdown([result(None), result(5)], metric_specs=specs)
+    assert "0.250 (partial: --limit 5)" in text and text.count("(partial") == 2  # summary + task
+    assert "| fam      | `err`    | lower is better" in text
