@@ -74,4 +74,3 @@ class FamilySpec:
     check_protocol: Callable[[dict[str, Any]], None] | None = None
     metric_names: Callable[[dict[str, Any]], Iterable[str]] | None = None
     plots: Callable[[], Sequence[Callable[..., Any]]] | None = None
-    metrics: tuple[str, ...] = ()  # TRANSITIONAL: wildcard names, replaced by metric_names
