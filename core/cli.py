@@ -98,7 +98,8 @@ def _check_writable(folder: Path, flag: str) -> None:
 def cmd_run(args) -> int:
     from .device import resolve_device
     from .leaderboard import write_leaderboard
-    from .launchers import launch_config, run_cells
+    from .launch_config import launch_config
+    from .launchers import run_cells
     from .runner import RunOptions, write_manifest
 
     check_run_arguments(args)
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--report", nargs="?", const="", default=None, metavar="FILE.html",
                      help="also write the self-contained HTML report (default <output-dir>.html)")
-    from .launchers import add_launcher_arguments
+    from .launch_config import add_launcher_arguments
     add_launcher_arguments(run)
     run.set_defaults(func=cmd_run)
 
