@@ -15,7 +15,15 @@ Two kinds of task share the evaluator (:mod:`.evaluator`):
   degradation sweep): Spearman(score, parameter) per prompt, :mod:`.sweep`. The
   probes are trained on the task named by ``depends_on: {scorer: <task>}``.
 
-Metric definitions: :mod:`.metrics`. This module holds the hooks and stays light
+Metric definitions: :mod:`.metrics`. ``Error`` is the mean absolute error; the
+paper's Table 1 adds a figure in parentheses that its text calls the error
+variance, most likely the variance of the absolute errors, reported here as
+``Error_var`` (``Error_std`` is its square root; both are population figures,
+ddof = 0). ``KL`` is ``KL(P_true || P_pred)`` between the test-set histograms of
+true and predicted scores after adding ``kl_epsilon`` (default 1e-4) to every bin
+of both; with empty predicted bins it depends strongly on that epsilon.
+
+This module holds the hooks and stays light
 (``ctxbench list`` imports every family): the evaluator, loaders, metrics and plots
 are imported when first used. Task files: ``tasks/aesthetics/``.
 """
@@ -108,9 +116,16 @@ def ctxbench_dataset_loaders():
 @hookimpl
 def ctxbench_metrics():
     return [
-        MetricSpec("quality.error", _metric("abs_error"),
-                   "mean absolute error |pred - MOS| and its std", FAMILY,
+        MetricSpec("quality.error", _metric("mean_abs_error"),
+                   "Error: mean absolute error mean|pred - MOS| over test images", FAMILY,
                    higher_is_better=False, reference=REF),
+        MetricSpec("quality.error_var", _metric("abs_error_variance"),
+                   "Error_var: population variance (ddof=0) of |pred - MOS|; what the paper "
+                   "calls error variance (most likely its Table 1 figure in parentheses)",
+                   FAMILY, higher_is_better=False, reference=REF),
+        MetricSpec("quality.error_std", _metric("abs_error_std"),
+                   "Error_std: population std (ddof=0) of |pred - MOS|, sqrt(Error_var)",
+                   FAMILY, higher_is_better=False, reference=REF),
         MetricSpec("quality.lcc", _metric("lcc"), "Pearson linear correlation (no logistic fit)",
                    FAMILY, reference=REF),
         MetricSpec("quality.lcc_logistic", _metric("lcc_logistic"),
@@ -119,13 +134,18 @@ def ctxbench_metrics():
         MetricSpec("quality.srcc", _metric("srcc"),
                    "Spearman rank correlation (average ranks for ties)", FAMILY, reference=REF),
         MetricSpec("quality.hist_kl", _metric("histogram_kl"),
-                   "KL(true || predicted) between test-set score histograms (eps-smoothed)",
+                   "KL: KL(P_true || P_pred) = sum p log(p/q) in nats between the test-set "
+                   "histograms of true (p) and predicted (q) scores (10 unit bins over "
+                   "[0.5, 10.5] by default), eps = kl_epsilon (default 1e-4) added to every "
+                   "bin of both then renormalised; with empty predicted bins the value "
+                   "depends strongly on eps (same direction as scipy.stats.entropy(p, q))",
                    FAMILY, higher_is_better=False, reference=REF),
         MetricSpec("quality.hist_emd", _metric("histogram_emd"),
-                   "NIMA-form EMD (r=2) between test-set score histograms", FAMILY,
+                   "EMD: NIMA-form EMD (r=2) between test-set score histograms", FAMILY,
                    higher_is_better=False, reference=REF),
         MetricSpec("quality.nima_emd", _metric("nima_emd"),
-                   "per-image EMD (r=2) between predicted and true 10-bin vote distributions",
+                   "NIMA_EMD: per-image EMD (r=2) between predicted and true 10-bin vote "
+                   "distributions, averaged over test images",
                    FAMILY, higher_is_better=False,
                    reference="NIMA (Talebi & Milanfar, IEEE TIP 2018), Eq. 1"),
     ]

@@ -50,8 +50,8 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
 }
 
 # Metrics of one probe on the MOS scale (zero-shot reports them as not applicable).
-SCALE_METRICS = ("Error", "Error_std", "KL", "EMD")
-LOWER_IS_BETTER = frozenset({"Error", "Error_std", "KL", "EMD", "NIMA_EMD"})
+SCALE_METRICS = ("Error", "Error_var", "Error_std", "KL", "EMD")
+LOWER_IS_BETTER = frozenset({"Error", "Error_var", "Error_std", "KL", "EMD", "NIMA_EMD"})
 GAIN_METRICS = ("Error", "LCC", "SRCC", "KL", "EMD")  # + NIMA_EMD with a distribution head
 SWEEP_METRICS = ("rho", "agreement")
 

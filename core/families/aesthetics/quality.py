@@ -1,8 +1,9 @@
 """The quality task: probes on AVA or the embedded set, scored against the MOS.
 
-Per probe (``protocol.probes``): Error and its spread, LCC (optionally LCC_logistic),
-SRCC, KL and EMD between the test-set histograms of predicted and true scores,
-NIMA_EMD with a distribution head (definitions in
+Per probe (``protocol.probes``): Error (mean absolute error) with Error_var and
+Error_std (variance and std of the absolute errors), LCC (optionally
+LCC_logistic), SRCC, KL and EMD between the test-set histograms of predicted and
+true scores, NIMA_EMD with a distribution head (definitions in
 :mod:`ctxbench.families.aesthetics.metrics`); ``gain/*`` = tag_aware - image_only
 with paired-bootstrap CIs and p-values. The per-tag table uses the tag-aware pair
 score under that tag.
@@ -52,7 +53,8 @@ def probe_metrics(p: dict[str, Any], preds, point, samples, mos, defs, seed) -> 
         for m, v in point[kind].items():
             note = defs[m]
             if m == "Error":
-                note += f"; std = {float(point[kind]['Error_std']):.4f}"
+                note += (f"; var = {float(point[kind]['Error_var']):.4f} (Error_var), "
+                         f"std = {float(point[kind]['Error_std']):.4f} (Error_std)")
             metrics[f"{kind}/{m}"] = metric_value(v, samples[kind][m], n, note)
         if not on_scale:
             for m in SCALE_METRICS:

@@ -24,7 +24,9 @@ def quality_stats(pred: np.ndarray, true: np.ndarray, p: dict[str, Any], on_scal
         lo, hi = (float(x) for x in p["hist_range"])
         bins = int(p["hist_bins"])
         err, std = Q.abs_error(pred, true)
-        out.update({"Error": np.asarray(err), "Error_std": np.asarray(std),
+        out.update({"Error": np.asarray(err),
+                    "Error_var": np.asarray(Q.abs_error_variance(pred, true)),
+                    "Error_std": np.asarray(std),
                     "KL": np.asarray(Q.histogram_kl(pred, true, bins, lo, hi, float(p["kl_epsilon"]))),
                     "EMD": np.asarray(Q.histogram_emd(pred, true, bins, lo, hi, float(p["emd_r"])))})
         if dist_pred is not None:

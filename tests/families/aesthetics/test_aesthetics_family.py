@@ -199,7 +199,12 @@ def test_oracle_reaches_high_agreement(oracle_quality):
     assert m["zero_shot/Error"].value is None and "not on the MOS scale" in m["zero_shot/Error"].note
     assert m["gain/SRCC"].p_value is not None
     assert "eps=0.0001" in m["tag_aware/KL"].note and "0.5, 1.5" in m["tag_aware/EMD"].note
-    assert "std =" in m["tag_aware/Error"].note
+    assert "std =" in m["tag_aware/Error"].note and "var =" in m["tag_aware/Error"].note
+    for kind in ("tag_aware", "image_only"):
+        assert m[f"{kind}/Error_var"].value == pytest.approx(m[f"{kind}/Error_std"].value ** 2)
+        lo, hi = m[f"{kind}/Error_var"].ci
+        assert lo <= m[f"{kind}/Error_var"].value <= hi
+    assert m["zero_shot/Error_var"].value is None
     assert len(oracle_quality.headline) <= 8
     assert all(h in m for h in oracle_quality.headline)
 
@@ -216,6 +221,17 @@ def test_output_is_json_and_has_per_tag_table(oracle_quality, quality_data):
     assert d["splits"]["test"] == out.n
     assert d["dataset_report"]["n_issues"] == 0
     assert d["selection"]["tag_aware"]["best_epoch"] >= 0
+
+
+def test_error_figures_equal_numpy_on_the_test_predictions(oracle_quality):
+    preds = oracle_quality.details["predictions"]      # every test image (fewer than 5,000)
+    mos = np.asarray(preds["mos"])
+    for kind in ("tag_aware", "image_only"):
+        e = np.abs(np.asarray(preds[kind]) - mos)      # rounded to 4 decimals in details
+        m = oracle_quality.metrics
+        assert m[f"{kind}/Error"].value == pytest.approx(e.mean(), abs=1e-4)
+        assert m[f"{kind}/Error_var"].value == pytest.approx(e.var(), abs=1e-4)
+        assert m[f"{kind}/Error_std"].value == pytest.approx(e.std(), abs=1e-4)
 
 
 def test_random_backend_is_near_chance(quality_data):

@@ -57,6 +57,39 @@ def test_abs_error_hand_computed():
     assert std == pytest.approx(math.sqrt(((0.25 ** 2) + 0.25 ** 2 + 0.75 ** 2 + 0.75 ** 2) / 4))
 
 
+def test_error_mean_variance_std_against_numpy(rng):
+    pred, true = rng.normal(5.5, 1.0, 300), rng.normal(5.5, 0.8, 300)
+    e = np.abs(pred - true)
+    assert Q.mean_abs_error(pred, true) == pytest.approx(np.mean(e), abs=1e-12)
+    assert Q.abs_error_variance(pred, true) == pytest.approx(np.var(e, ddof=0), abs=1e-12)
+    assert Q.abs_error_std(pred, true) == pytest.approx(np.std(e, ddof=0), abs=1e-12)
+    assert Q.abs_error_variance(pred, true) == pytest.approx(Q.abs_error_std(pred, true) ** 2)
+    assert Q.abs_error(pred, true) == pytest.approx((np.mean(e), np.std(e)))
+    # hand example: |errors| 0.5, 1.0, 0.0, 1.5 -> mean 0.75, variance 0.3125
+    assert Q.abs_error_variance([5.0, 6.0, 4.0, 7.5], [5.5, 5.0, 4.0, 6.0]) == pytest.approx(0.3125)
+    # along the last axis, as the bootstrap calls them
+    stack_p, stack_t = pred.reshape(3, 100), true.reshape(3, 100)
+    np.testing.assert_allclose(Q.abs_error_variance(stack_p, stack_t),
+                               np.var(np.abs(stack_p - stack_t), axis=1))
+
+
+def test_kl_direction_is_true_given_predicted_as_scipy_entropy(rng):
+    """KL(P_true || P_pred) == scipy.stats.entropy(p_true, q_pred) on the smoothed
+    histograms, and not the reverse direction."""
+    true = rng.normal(5.5, 0.7, 400)
+    pred = rng.normal(5.0, 0.3, 400)          # narrower: empty predicted bins where true falls
+    p, q = Q.score_histogram(true), Q.score_histogram(pred)
+    assert ((p > 0) & (q == 0)).any()
+    for eps in (1e-4, 1e-2):
+        ours = Q.histogram_kl(pred, true, eps=eps)
+        ps, qs = (p + eps) / (p + eps).sum(), (q + eps) / (q + eps).sum()
+        assert ours == pytest.approx(stats.entropy(ps, qs), rel=1e-12)
+        assert abs(ours - stats.entropy(qs, ps)) > 0.1
+        assert Q.kl_divergence(p, q, eps) == pytest.approx(stats.entropy(ps, qs), rel=1e-12)
+    # empty predicted bins: the figure depends strongly on eps (so eps is stated with it)
+    assert Q.histogram_kl(pred, true, eps=1e-4) > 1.5 * Q.histogram_kl(pred, true, eps=1e-2)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="shape"):
         Q.lcc([1.0, 2.0], [1.0, 2.0, 3.0])
@@ -134,4 +167,7 @@ def test_logistic_fit_recovers_monotone_mapping(rng):
 def test_definitions_name_bins_and_epsilon():
     d = Q.definitions(10, 0.5, 10.5, 1e-4, 2.0)
     assert "0.5, 1.5" in d["KL"] and "eps=0.0001" in d["KL"]
+    assert "KL(P_true || P_pred)" in d["KL"] and "p = true, q = predicted" in d["KL"]
+    assert "variance" in d["Error_var"] and "std" in d["Error_std"] and "mean" in d["Error"]
+    assert "±" not in d["Error_std"]
     assert "r=2" in d["EMD"] and "no logistic" in d["LCC"]

@@ -66,7 +66,8 @@ def test_validate_names_the_option_and_refuses_scorer_task(tmp_path):
 
 def test_metric_names_follow_the_protocol():
     names = set(metric_names(dict(PROTOCOL_DEFAULTS)))
-    assert {"tag_aware/SRCC", "image_only/Error", "zero_shot/KL", "gain/SRCC", "tag_aware/rho",
+    assert {"tag_aware/SRCC", "image_only/Error", "image_only/Error_var", "tag_aware/Error_std",
+            "zero_shot/KL", "gain/SRCC", "tag_aware/rho",
             "zero_shot/agreement"} <= names
     assert not any("*" in n for n in names)
     assert "tag_aware/NIMA_EMD" not in names and "tag_aware/LCC_logistic" not in names
@@ -121,8 +122,14 @@ def test_hooks_module_is_light():
 def test_registered_metrics_say_which_way_is_better():
     from ctxbench.families.aesthetics import ctxbench_metrics
     specs = {m.name: m for m in ctxbench_metrics()}
-    for name in ("quality.error", "quality.hist_kl", "quality.hist_emd", "quality.nima_emd"):
+    for name in ("quality.error", "quality.error_var", "quality.error_std", "quality.hist_kl",
+                 "quality.hist_emd", "quality.nima_emd"):
         assert specs[name].higher_is_better is False
+    kl = specs["quality.hist_kl"].description
+    assert "KL(P_true || P_pred)" in kl and "1e-4" in kl and "eps" in kl
+    assert "variance" in specs["quality.error_var"].description
+    import numpy as np
+    assert specs["quality.error_var"].fn([1.0, 2.0], [1.5, 1.0]) == np.var([0.5, 1.0])
     for name in ("quality.lcc", "quality.srcc", "quality.lcc_logistic"):
         assert specs[name].higher_is_better is True
 
