@@ -1,7 +1,7 @@
 """Command-line interface (stable: scripts and CI call it).
 
     ctxbench run --task all                 # embedded default: every task, default backends
-    ctxbench run --task context_retrieval --backend open_clip --backend-arg model=ViT-B-32
+    ctxbench run --task context_retrieval --backend open_clip --backend-arg arch=ViT-B-32
     ctxbench list tasks|backends|metrics|families|loaders
     ctxbench validate tasks/
     ctxbench leaderboard --results leaderboards/embedded --out leaderboards/embedded.md
@@ -26,7 +26,7 @@ from .errors import CtxbenchError
 EXAMPLES = {
     "run": "example: ctxbench run --task all\n"
            "         ctxbench run --task context_retrieval --backend random,open_clip "
-           "--backend-arg open_clip:model=ViT-B-32 --limit 20",
+           "--backend-arg open_clip:arch=ViT-B-32 --limit 20",
     "list": "example: ctxbench list backends",
     "validate": "example: ctxbench validate tasks/",
     "leaderboard": "example: ctxbench leaderboard --results leaderboards/embedded "
