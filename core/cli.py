@@ -259,6 +259,7 @@ def cmd_toy_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag, declared in one place (long, but only declarations)."""
     parser = argparse.ArgumentParser(prog="ctxbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -301,21 +301,7 @@ def parse_task(path: str | Path, families=None, loaders=None) -> TaskConfig:
         _check_headline_metrics(fam, merged, doc.get("metrics", []), err)
     loader_name = dataset["loader"]
     if loaders is not None:
-        if loader_name not in loaders:
-            sugg = close_matches(str(loader_name), loaders.names())
-            raise err(["dataset", "loader"], f"unknown loader {loader_name!r}",
-                      f"did you mean '{sugg[0]}'?" if sugg else
-                      f"known: {', '.join(loaders.names())}")
-        spec = loaders.get(loader_name)
-        if spec.family != family:
-            raise err(["dataset", "loader"],
-                      f"loader {loader_name!r} is for family {spec.family!r}, not {family!r}")
-        for key in options:
-            if spec.options and key not in spec.options:
-                sugg = close_matches(key, list(spec.options))
-                raise err(["dataset", "options", key], f"unknown option for loader {loader_name}",
-                          f"did you mean '{sugg[0]}'?" if sugg else
-                          f"allowed: {', '.join(spec.options)}")
+        _check_loader(loaders, loader_name, family, options, err)
 
     return TaskConfig(
         name=name, family=family, version=doc["version"],
@@ -324,6 +310,23 @@ def parse_task(path: str | Path, families=None, loaders=None) -> TaskConfig:
         protocol=dict(protocol), metrics=list(doc.get("metrics", [])),
         groups=list(doc.get("groups", [])), path=path, hash=task_hash(doc), raw=doc,
         depends_on=dict(depends_on))
+
+
+def _check_loader(loaders, loader_name, family: str, options: dict[str, Any], err) -> None:
+    """The loader exists, belongs to the task's family and accepts every option given."""
+    if loader_name not in loaders:
+        sugg = close_matches(str(loader_name), loaders.names())
+        raise err(["dataset", "loader"], f"unknown loader {loader_name!r}",
+                  f"did you mean '{sugg[0]}'?" if sugg else f"known: {', '.join(loaders.names())}")
+    spec = loaders.get(loader_name)
+    if spec.family != family:
+        raise err(["dataset", "loader"],
+                  f"loader {loader_name!r} is for family {spec.family!r}, not {family!r}")
+    for key in options:
+        if spec.options and key not in spec.options:
+            sugg = close_matches(key, list(spec.options))
+            raise err(["dataset", "options", key], f"unknown option for loader {loader_name}",
+                      f"did you mean '{sugg[0]}'?" if sugg else f"allowed: {', '.join(spec.options)}")
 
 
 def _check_family_protocol(fam, merged: dict[str, Any], err) -> None:
