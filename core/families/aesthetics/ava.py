@@ -38,8 +38,8 @@ import numpy as np
 from ...errors import DataNotFound, DatasetFormatError, PathEscapeError
 from ...inputs import ImageRef
 from ...io.paths import contained, option_path
-from .data import (AVA_INSTRUCTIONS, AestheticsDataset, DataReport, RowTable, apply_limit,
-                   validate_rows)
+from .data import (AVA_INSTRUCTIONS, MIN_PER_TAG, AestheticsDataset, DataReport, RowTable,
+                   limit_items, validate_rows)
 
 # ----------------------------------------------------------------------------- text files
 def _check_pattern(pattern: str, where: str) -> None:
@@ -178,7 +178,9 @@ def load_ava(options: dict[str, Any], ctx) -> AestheticsDataset:
     split = _official_split(root, options, table.ids, split, report)
     keep = np.flatnonzero(has_tag & (split != "unused"))
     report.filter("images outside the official train and test lists", int(((split == "unused") & has_tag).sum()))
-    sampled = keep[apply_limit(len(keep), ctx.limit, ctx.seed)]
+    strata = [f"{split[i]}/{tags[i, 0]}" for i in keep]     # (split, tag 1)
+    chosen, limited = limit_items(strata, ctx.limit, ctx.seed, MIN_PER_TAG)
+    sampled = keep[chosen]
     if ctx.limit is not None:
         report.filter(f"--limit {ctx.limit}: images not sampled", len(keep) - len(sampled))
     refs_kept = refs_for(table, sampled)
@@ -194,7 +196,8 @@ def load_ava(options: dict[str, Any], ctx) -> AestheticsDataset:
         name=f"ava:{root.name}", ids=[table.ids[i] for i in keep], refs=[refs_all[i] for i in keep],
         votes=table.votes[keep], tags=tags[keep], tag_names=dict(sorted(tag_names.items())),
         challenges=table.challenges[keep], challenge_names=challenge_names, split=split[keep],
-        report=report, meta={"root": str(root), "source": source})
+        report=report, meta={"root": str(root), "source": source,
+                             **({"limit": {**limited, "kept": int(len(keep))}} if limited else {})})
 
 
 def _ava_files(root: Path, options: dict[str, Any], tag_names, report: DataReport):

@@ -17,6 +17,12 @@ in :class:`DataReport` (file, line, problem, action taken), which the evaluator
 copies into the result's ``details``. Loading fails with
 :class:`~ctxbench.errors.DatasetFormatError` only when nothing valid is left, or on
 the first problem when ``strict: true``.
+
+``--limit N`` (:func:`limit_items`) keeps about N images, a seeded draw stratified so
+that the evaluation stays defined: quality sets keep at least ``MIN_PER_TAG`` images
+per (split, tag 1), sweeps at least ``MIN_PER_CELL`` per (prompt, parameter value);
+the limit is raised to that floor when N is below it, and N at or above the set's
+size is a no-op. What was kept is recorded in the dataset's ``meta["limit"]``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from .metrics import mos_from_votes
 
 N_SCORES = 10
 MAX_REPORTED = 200  # issues kept verbatim in a report (all are counted)
+MIN_PER_TAG = 5     # --limit: images kept per (split, tag 1), so train/val/test each get some
+MIN_PER_CELL = 2    # --limit: sweep images kept per (prompt, parameter value)
 
 AVA_INSTRUCTIONS = (
     "AVA is not redistributed by ctxbench. Obtain the AVA_dataset release (AVA.txt, "
@@ -210,10 +218,41 @@ def validate_rows(ids: np.ndarray, votes: np.ndarray, tags: np.ndarray, challeng
                   challenges[sel], [lines[i] for i in sel], file)
 
 
-def apply_limit(n: int, limit: int | None, seed: int) -> np.ndarray:
-    """Indices kept under ``--limit``: a seeded random subset, in original order."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    rng = np.random.default_rng([seed, 0xA7A])
-    return np.sort(rng.choice(n, size=int(limit), replace=False))
+def limit_items(labels, limit: int | None, seed: int, min_per_label: int,
+                what: str = "images") -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The items kept under ``--limit N``: indices (sorted) and a record for ``meta``.
 
+    ``labels`` (one per item) are the strata the evaluation needs filled: each label
+    keeps at least ``min_per_label`` items (all it has if fewer), so the limit is
+    raised when N is below that floor (never fewer than the metric needs); the rest
+    of N is shared in proportion to the labels' sizes (largest remainder), each
+    label's items drawn at random with ``seed``. ``limit`` None or N >= the set keeps
+    everything (the record then says so, or is None without a limit)."""
+    labels = np.asarray(labels, dtype=object)
+    n = len(labels)
+    if limit is None:
+        return np.arange(n), None
+    keys = sorted(set(labels.tolist()), key=str)
+    members = [np.flatnonzero(labels == k) for k in keys]
+    sizes = np.array([len(m) for m in members])
+    floor = np.minimum(sizes, int(min_per_label))
+    target = max(int(limit), int(floor.sum()))
+    if target >= n:
+        keep = np.arange(n)
+    else:
+        spare = sizes - floor
+        share = spare * (target - floor.sum()) / spare.sum()
+        extra = np.floor(share).astype(int)
+        left = target - floor.sum() - extra.sum()
+        extra[np.argsort(-(share - extra), kind="stable")[:left]] += 1
+        rng = np.random.default_rng([seed, 0xA7A])
+        keep = np.sort(np.concatenate([rng.permutation(m)[:k] for m, k in
+                                       zip(members, floor + extra)]))
+    record = {"limit": int(limit), "kept": int(len(keep)), "of": int(n), "unit": what,
+              "how": f"seeded random {what}, at least {min_per_label} per stratum "
+                     f"({len(keys)} strata), the rest in proportion to their sizes"}
+    if target > int(limit) and len(keep) > int(limit):
+        record["raised_to"] = int(len(keep))
+        record["why"] = (f"fewer than {min_per_label} {what} per stratum would leave a split "
+                         f"or a correlation undefined")
+    return keep, record

@@ -22,7 +22,7 @@ import numpy as np
 from ...errors import DataNotFound, DatasetFormatError
 from ...inputs import ImageRef
 from ...io.paths import contained, option_path
-from .data import DataReport, ParamSweepDataset, apply_limit
+from .data import MIN_PER_CELL, DataReport, ParamSweepDataset, limit_items
 
 SWEEP_INSTRUCTIONS = (
     "Generate the images yourself (the paper: Stable Diffusion 'Realistic Vision V6.0 B1', "
@@ -110,7 +110,10 @@ def load_param_sweep(options: dict[str, Any], ctx) -> ParamSweepDataset:
     if not entries:
         raise DatasetFormatError(f"{root}: no images found ({report.n_issues} problems: "
                                  f"{report.issues[:3]}). {SWEEP_INSTRUCTIONS}")
-    keep = apply_limit(len(entries), ctx.limit, ctx.seed)
+    keep, limited = limit_items([f"{e[1]}/{e[2]:g}" for e in entries], ctx.limit, ctx.seed,
+                                MIN_PER_CELL)
+    if limited:
+        report.filter(f"--limit {ctx.limit}: images not sampled", len(entries) - len(keep))
     entries = [entries[i] for i in keep]
     pids = sorted({e[1] for e in entries})
     for pid in pids:
@@ -119,4 +122,4 @@ def load_param_sweep(options: dict[str, Any], ctx) -> ParamSweepDataset:
         name=f"sweep:{root.name}", refs=[ImageRef.from_path(e[0]) for e in entries],
         prompt_ids=[e[1] for e in entries], params=[e[2] for e in entries],
         prompts={p: prompts[p] for p in pids}, param_name=str(options.get("param_name", "param")),
-        report=report, meta={"root": str(root)})
+        report=report, meta={"root": str(root), **({"limit": limited} if limited else {})})

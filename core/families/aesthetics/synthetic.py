@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import AestheticsDataset, DataReport, ParamSweepDataset, apply_limit
+from .data import (MIN_PER_CELL, MIN_PER_TAG, AestheticsDataset, DataReport, ParamSweepDataset,
+                   limit_items)
 from .options import SYNTHETIC_QUALITY_OPTIONS, SYNTHETIC_SWEEP_OPTIONS
 from ... import synthetic_world as world
 
@@ -95,7 +96,7 @@ def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min:
     style_tag = np.array([STYLE_TAG[s] for s in styles])
     style_tag[rng.random(n_images) < p_no_style_tag] = 0
     tags = np.stack([np.array([BACKGROUND_TAG[b] for b in backgrounds]), style_tag], axis=1)
-    keep = apply_limit(n_images, limit, seed)
+    keep, limited = limit_items(tags[:, 0], limit, seed, MIN_PER_TAG)
     report = DataReport()
     if limit is not None:
         report.filter(f"--limit {limit}: images not sampled", n_images - len(keep))
@@ -109,7 +110,8 @@ def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min:
               "degradation": u[keep].tolist(), "latent": mu[keep].tolist(),
               "style_weights": {k: list(v) for k, v in STYLE_WEIGHTS.items()},
               "background_appeal": dict(BACKGROUND_APPEAL),
-              "per_item": ["scenes", "degradation", "latent"]})
+              "per_item": ["scenes", "degradation", "latent"],
+              **({"limit": limited} if limited else {})})
 
 
 def build_sweep(n_prompts: int = 4, scenes_per_prompt: int = 8,
@@ -134,13 +136,15 @@ def build_sweep(n_prompts: int = 4, scenes_per_prompt: int = 8,
                 pids.append(bg.replace(" ", "_"))
                 params.append(float(level))
                 scenes.append(scene)
-    keep = apply_limit(len(refs), limit, seed)
+    keep, limited = limit_items([f"{p}/{v:g}" for p, v in zip(pids, params)], limit, seed,
+                                MIN_PER_CELL)
     return ParamSweepDataset(
         name=f"synthetic_degradation_sweep(seed={seed})", refs=[refs[i] for i in keep],
         prompt_ids=[pids[i] for i in keep], params=[params[i] for i in keep],
         prompts={b.replace(" ", "_"): b for b in chosen}, param_name="degradation",
         meta={"scenes": [scenes[i] for i in keep], "expected_sign": -1,
-              "generator": f"world v{world.GENERATOR_VERSION}"})
+              "generator": f"world v{world.GENERATOR_VERSION}",
+              **({"limit": limited} if limited else {})})
 
 
 def _typed(options: dict[str, Any], allowed: dict[str, str], where: str) -> dict[str, Any]:

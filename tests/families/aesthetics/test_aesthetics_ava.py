@@ -123,8 +123,31 @@ def test_ava_min_tag_images_and_limit(ava_root):
     assert 1 not in set(ds.tags.ravel().tolist())
     assert all((t > 0).any() for t in ds.tags)
     assert any("fewer than 2" in k for k in ds.report.filtered)
+    # --limit keeps at least 5 images per (split, tag 1): here every image, recorded in meta
+    full = load_ava({"root": str(ava_root)}, ctx(ava_root))
     small = load_ava({"root": str(ava_root)}, ctx(ava_root, limit=2))
-    assert len(small) <= 2
+    assert small.ids == full.ids and "limit" not in full.meta
+    assert small.meta["limit"]["limit"] == 2 and small.meta["limit"]["raised_to"] >= len(small)
+    big = load_ava({"root": str(ava_root)}, ctx(ava_root, limit=1000))
+    assert big.ids == full.ids and "raised_to" not in big.meta["limit"]     # a no-op
+
+
+def test_ava_limit_keeps_every_split_and_tag(tmp_path):
+    root = tmp_path / "ava"
+    ids = list(range(2000, 2120))                     # 120 images, tags 1..3, 40 each
+    lines = [_row(k + 1, i, [0, 0, 0, 1, 2, 3, 2, 1, 0, 0], t1=1 + k % 3) for k, i in enumerate(ids)]
+    _write_ava(root, lines, images=ids)
+    lists = root / "aesthetics_image_lists"
+    lists.mkdir()
+    (lists / "test.jpgl").write_text("\n".join(str(i) for i in ids[:30]) + "\n")
+    opts = {"root": str(root), "test_list": "aesthetics_image_lists/test.jpgl"}
+    ds = load_ava(opts, ctx(root, limit=40))
+    assert len(ds) == 40 and ds.meta["limit"]["kept"] == 40 and ds.meta["limit"]["of"] == 120
+    for split in ("test", "trainval"):
+        for tag in (1, 2, 3):
+            assert ((ds.split == split) & (ds.tags[:, 0] == tag)).sum() >= 5
+    tiny = load_ava(opts, ctx(root, limit=3))           # raised: 2 splits x 3 tags x 5
+    assert len(tiny) == 30 and tiny.meta["limit"]["raised_to"] == 30
 
 
 def test_ava_datasets_source(tmp_path):
@@ -187,6 +210,23 @@ def test_param_sweep_folder_layout(tmp_path):
     assert ds.report.to_json()["by_kind"] == {"bad_param_dir": 1}
     default = load_param_sweep({"root": str(root)}, LoadContext("s", tmp_path / "t.yaml"))
     assert default.prompts == {"nature_walk": "nature walk"}
+
+
+def test_param_sweep_limit(tmp_path):
+    root = tmp_path / "sweep"
+    for prompt in ("a", "b"):
+        for cfg in (1, 5, 9):
+            for k in range(6):
+                _png(root / prompt / str(cfg) / f"{k}.png", cfg * 20 + k)
+    full = load_param_sweep({"root": str(root)}, LoadContext("s", tmp_path / "t.yaml"))
+    ds = load_param_sweep({"root": str(root)}, LoadContext("s", tmp_path / "t.yaml", limit=18))
+    assert len(full) == 36 and len(ds) == 18 and ds.meta["limit"]["kept"] == 18
+    cells = {(p, v) for p, v in zip(ds.prompt_ids, ds.params)}
+    assert len(cells) == 6                                  # every prompt x cfg kept
+    tiny = load_param_sweep({"root": str(root)}, LoadContext("s", tmp_path / "t.yaml", limit=1))
+    assert len(tiny) == 12 and tiny.meta["limit"]["raised_to"] == 12     # 2 per cell
+    same = load_param_sweep({"root": str(root)}, LoadContext("s", tmp_path / "t.yaml", limit=99))
+    assert [r.key for r in same.refs] == [r.key for r in full.refs]
 
 
 def test_param_sweep_manifest(tmp_path):

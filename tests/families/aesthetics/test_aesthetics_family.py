@@ -176,6 +176,31 @@ def test_synthetic_quality_is_deterministic_and_structured(quality_data):
     assert np.abs(np.asarray(world.render(clean), float) - np.asarray(world.render(scene), float)).mean() > 1
 
 
+def test_synthetic_limit_keeps_tags_and_changes_n(quality_data):
+    from ctxbench_plugins.random_backend import RandomBackend
+    small = syn.build_quality(n_images=400, seed=0, limit=60)
+    assert len(small) == 60 and small.meta["limit"]["kept"] == 60
+    assert all((small.tags[:, 0] == t).sum() >= 5 for t in np.unique(quality_data.tags[:, 0]))
+    raised = syn.build_quality(n_images=400, seed=0, limit=5)        # 8 backgrounds x 5
+    assert len(raised) == 40 and raised.meta["limit"]["raised_to"] == 40
+    same = syn.build_quality(n_images=400, seed=0, limit=10_000)
+    assert same.ids == quality_data.ids and "raised_to" not in same.meta["limit"]
+    task = _task("aesthetics_synthetic")
+    proto = {"probes": ["image_only"], "n_resamples": 20, "epochs": 3}
+    n_small = _run(task, raised, RandomBackend(dim=8), proto).n
+    n_full = _run(task, quality_data, RandomBackend(dim=8), proto).n
+    assert 3 <= n_small < n_full
+
+
+def test_synthetic_sweep_limit():
+    full = syn.build_sweep(seed=0)
+    ds = syn.build_sweep(seed=0, limit=60)
+    assert len(full) == 160 and len(ds) == 60
+    assert len({(p, v) for p, v in zip(ds.prompt_ids, ds.params)}) == 20   # 4 prompts x 5 levels
+    assert len(syn.build_sweep(seed=0, limit=3)) == 40                     # 2 per cell
+    assert [r.key for r in syn.build_sweep(seed=0, limit=500).refs] == [r.key for r in full.refs]
+
+
 def test_synthetic_sweep_structure():
     sweep = syn.build_sweep(n_prompts=3, scenes_per_prompt=4, levels=(0.0, 0.5, 1.0), seed=0)
     assert len(sweep) == 3 * 4 * 3 and len(sweep.prompts) == 3
