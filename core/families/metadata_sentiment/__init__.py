@@ -23,7 +23,9 @@ def evaluate(request):
     return run(request)
 
 
-def plots():
+def load_plots():
+    """The report plots (:data:`.plots.PLOTS`), imported on first use (matplotlib). Not
+    named ``plots``: importing the submodule would rebind that package attribute."""
     from .plots import PLOTS
     return PLOTS
 
@@ -46,10 +48,22 @@ def macro_f1(y_true, y_pred, n_classes=None) -> float:
     return metric(y_true, y_pred, n_classes)
 
 
+def f1_positive(y_true, y_pred) -> float:
+    """Binary F1 of the positive class 1 (:func:`.metrics.f1_positive`)."""
+    from .metrics import f1_positive as metric
+    return metric(y_true, y_pred)
+
+
 def per_class_accuracy(y_true, y_pred, n_classes=None):
     """Recall of each class (:func:`.metrics.per_class_accuracy`)."""
     from .metrics import per_class_accuracy as metric
     return metric(y_true, y_pred, n_classes)
+
+
+def accuracy_drop(y_true, pred_with, pred_without) -> float:
+    """A field's contribution (:func:`.metrics.accuracy_drop`)."""
+    from .metrics import accuracy_drop as metric
+    return metric(y_true, pred_with, pred_without)
 
 
 def mean_kl_divergence(p_true, q_pred, eps: float = 1e-12) -> float:
@@ -63,9 +77,10 @@ def ctxbench_families():
     return [FamilySpec(
         name=FAMILY, evaluate=evaluate,
         description="image sentiment with metadata (SentiFormer): zero-shot, image-only linear probe, "
-                    "relevance-gated metadata fusion probe; accuracy, weighted/macro F1, fusion gain",
+                    "relevance-gated metadata fusion probe; accuracy, weighted/macro F1 (and positive-class "
+                    "F1 when binary), fusion gain, per-field drop-one contribution",
         protocol_defaults=PROTOCOL_DEFAULTS, check_protocol=check_protocol,
-        metric_names=metric_names, plots=plots)]
+        metric_names=metric_names, plots=load_plots)]
 
 
 @hookimpl
@@ -79,13 +94,21 @@ def ctxbench_metrics():
     return [
         MetricSpec("sentiment.accuracy", accuracy, "fraction of test items classified correctly", FAMILY,
                    reference=ref),
-        MetricSpec("sentiment.weighted_f1", weighted_f1, "support-weighted mean of per-class F1", FAMILY,
-                   reference=ref),
-        MetricSpec("sentiment.macro_f1", macro_f1, "unweighted mean of per-class F1 (classes in true or "
-                   "predicted)", FAMILY, reference=ref),
+        MetricSpec("sentiment.weighted_F1", weighted_f1, "support-weighted mean of per-class F1 "
+                   "(sklearn average='weighted')", FAMILY, reference=ref),
+        MetricSpec("sentiment.macro_F1", macro_f1, "unweighted mean of per-class F1 over the classes in "
+                   "true or predicted labels (sklearn average='macro')", FAMILY, reference=ref),
+        MetricSpec("sentiment.F1_positive", f1_positive, "binary tasks: F1 of the positive class 1 "
+                   "(sklearn pos_label=1)", FAMILY, reference=ref),
         MetricSpec("sentiment.per_class_accuracy", per_class_accuracy, "recall of each class", FAMILY,
                    reference=ref),
-        MetricSpec("sentiment.kl_divergence", mean_kl_divergence, "mean KL(true distribution || predicted)",
+        MetricSpec("sentiment.field_contribution", accuracy_drop, "fusion_probe/contribution/<field>: "
+                   "test accuracy minus accuracy with the field masked as absent on every item (the "
+                   "trained model, no retraining); paired bootstrap CI", FAMILY,
+                   reference="drop-one-field (leave-one-modality-out) ablation at test time"),
+        MetricSpec("sentiment.kl_divergence", mean_kl_divergence, "mean over items of KL(true distribution "
+                   "|| predicted), natural log, predicted probabilities clipped at eps = 1e-12 (the value "
+                   "grows like log(1/eps) where a predicted class has probability 0)",
                    FAMILY, higher_is_better=False,
                    reference="label distribution learning (Twitter_LDL, Yang et al. 2017)"),
     ]

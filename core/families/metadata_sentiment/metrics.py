@@ -14,12 +14,20 @@ Definitions (the conventions of scikit-learn's ``f1_score`` with
   (undefined, NaN, for a class with no true item);
 - F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k) (the harmonic mean of precision and
   recall, 0 when TP_k = 0);
-- macro F1 = unweighted mean of F1_k over the classes that occur among the true
-  *or* predicted labels (scikit-learn's default label set);
-- weighted F1 = sum_k support_k F1_k / sum_k support_k (support = true count).
+- macro F1 (``macro_F1``) = unweighted mean of F1_k over the classes that occur
+  among the true *or* predicted labels (scikit-learn's default label set,
+  ``f1_score(average="macro")``);
+- weighted F1 (``weighted_F1``) = sum_k support_k F1_k / sum_k support_k (support =
+  true count; ``average="weighted"``);
+- positive-class F1 (``F1_positive``, binary tasks) = F1 of class 1 ("positive"),
+  0 when the class is neither true nor predicted (``f1_score(pos_label=1)``,
+  ``average="binary"``). Papers that write "F1" for binary sentiment may mean either
+  this or macro F1; both are reported, under names that say which.
 
 KL divergence (label distribution learning, e.g. Twitter_LDL; Yang et al. 2017):
-KL(p || q) = sum_k p_k log(p_k / q_k) with 0 log 0 = 0 and q clipped at ``eps``.
+KL(p || q) = sum_k p_k log(p_k / q_k) (natural log; direction: true || predicted) with
+0 log 0 = 0 and q clipped at ``eps`` (default 1e-12): where q_k = 0 and p_k > 0 the
+term is p_k log(p_k / eps), so the figure then depends on eps.
 """
 
 from __future__ import annotations
@@ -60,8 +68,9 @@ def confusion_matrix(y_true, y_pred, n_classes: int, counts=None) -> np.ndarray:
 
 
 def scores_from_confusion(conf: np.ndarray) -> dict[str, np.ndarray]:
-    """accuracy, macro_f1, weighted_f1 (shape ``conf.shape[:-2]``) and
-    per_class_accuracy, f1 (shape ``conf.shape[:-1]``) of confusion matrices."""
+    """accuracy, macro_F1, weighted_F1 (shape ``conf.shape[:-2]``) and
+    per_class_accuracy, f1 (shape ``conf.shape[:-1]``; NaN for a class neither true
+    nor predicted) of confusion matrices."""
     conf = np.asarray(conf, dtype=np.float64)
     tp = np.diagonal(conf, axis1=-2, axis2=-1)
     support = conf.sum(axis=-1)          # true counts per class
@@ -75,7 +84,7 @@ def scores_from_confusion(conf: np.ndarray) -> dict[str, np.ndarray]:
         per_class = np.where(support > 0, tp / support, np.nan)
         macro = np.nansum(np.where(present, f1, 0.0), axis=-1) / present.sum(axis=-1)
         weighted = np.nansum(np.where(support > 0, f1 * support, 0.0), axis=-1) / total
-    return {"accuracy": accuracy, "macro_f1": macro, "weighted_f1": weighted,
+    return {"accuracy": accuracy, "macro_F1": macro, "weighted_F1": weighted,
             "per_class_accuracy": per_class, "f1": f1}
 
 
@@ -102,13 +111,31 @@ def per_class_accuracy(y_true, y_pred, n_classes: int | None = None) -> np.ndarr
 def macro_f1(y_true, y_pred, n_classes: int | None = None) -> float:
     """Mean F1 over classes present among true or predicted labels."""
     return float(scores_from_confusion(confusion_matrix(y_true, y_pred,
-                                                        _n(y_true, y_pred, n_classes)))["macro_f1"])
+                                                        _n(y_true, y_pred, n_classes)))["macro_F1"])
 
 
 def weighted_f1(y_true, y_pred, n_classes: int | None = None) -> float:
     """Support-weighted mean F1."""
     return float(scores_from_confusion(confusion_matrix(y_true, y_pred,
-                                                        _n(y_true, y_pred, n_classes)))["weighted_f1"])
+                                                        _n(y_true, y_pred, n_classes)))["weighted_F1"])
+
+
+def positive_f1(conf_f1: np.ndarray) -> np.ndarray:
+    """F1 of class 1 from the per-class ``f1`` of :func:`scores_from_confusion` (NaN,
+    class 1 neither true nor predicted, becomes 0 as in scikit-learn)."""
+    return np.nan_to_num(np.asarray(conf_f1)[..., 1], nan=0.0)
+
+
+def f1_positive(y_true, y_pred) -> float:
+    """Binary F1 of the positive class 1 (scikit-learn ``f1_score(y_true, y_pred,
+    pos_label=1)``)."""
+    return float(positive_f1(scores_from_confusion(confusion_matrix(y_true, y_pred, 2))["f1"]))
+
+
+def accuracy_drop(y_true, pred_with, pred_without) -> float:
+    """A field's contribution: accuracy with every field minus accuracy with the field
+    masked as absent (the same trained model, the same test items)."""
+    return accuracy(y_true, pred_with) - accuracy(y_true, pred_without)
 
 
 def kl_divergence(p_true, q_pred, eps: float = 1e-12) -> np.ndarray:

@@ -26,7 +26,8 @@ def metadata_sentiment_plots(data: TaskData) -> Iterator[Plot]:
     if not protocols:
         yield Plot.skip(title, "no <protocol>/accuracy metric in the results")
     else:
-        kinds = [m for m in ("accuracy", "macro_f1", "weighted_f1") if any(n.endswith("/" + m) for n in names)]
+        kinds = [m for m in ("accuracy", "macro_F1", "weighted_F1", "F1_positive")
+                 if any(n.endswith("/" + m) for n in names)]
         fig = new_figure(3.3 * len(kinds) + 2.8, max(3.0, legend_height(len(backends))))
         missing = []
         for ax, m in zip(grid(fig, len(kinds), len(kinds)), kinds):
@@ -41,7 +42,8 @@ def metadata_sentiment_plots(data: TaskData) -> Iterator[Plot]:
         yield Plot(title, fig, "Test-split accuracy and F1 (%) per protocol, 95% bootstrap CIs over "
                    "test items." + missing_note(missing, "these backend/protocols"))
     yield from _ms_confusion(data, backends)
-    yield from _ms_relevance(data, backends)
+    yield from _ms_contribution(data, backends)
+    yield from _ms_gates(data, backends)
 
 
 def _confusions(r: CellResult) -> dict[str, Any]:
@@ -88,36 +90,67 @@ def _ms_confusion(data: TaskData, backends: list[str]) -> Iterator[Plot]:
                f"class's test items (rows sum to 100), for protocol {', '.join(sorted(used))}." + cap)
 
 
-def _ms_relevance(data: TaskData, backends: list[str]) -> Iterator[Plot]:
-    title = "Learned relevance of each metadata field"
-    rows_of = data.table_rows("field relevance", backends)
+def _field_rows(data: TaskData, backends: list[str]) -> tuple[list[str], dict[str, dict[str, dict]]]:
+    """Backends with a "field contribution" table: their field names (in order) and
+    backend -> field -> row."""
+    rows_of = data.table_rows("field contribution", backends)
     have = [b for b in backends if rows_of[b]]
-    if not have:
-        yield Plot.skip(title, "no 'field relevance' table (the fusion probe did not run, or the "
-                        "dataset has no metadata)")
-        return
     sources: list[str] = []
     for b in have:
         sources += [str(row.get("source")) for row in rows_of[b] if str(row.get("source")) not in sources]
-    lookup = {b: {str(row.get("source")): row for row in rows_of[b]} for b in have}
+    return sources, {b: {str(row.get("source")): row for row in rows_of[b]} for b in have}
+
+
+def _ms_contribution(data: TaskData, backends: list[str]) -> Iterator[Plot]:
+    title = "Contribution of each metadata field"
+    sources, lookup = _field_rows(data, backends)
+    have = list(lookup)
+    if not have:
+        yield Plot.skip(title, "no 'field contribution' table (the fusion probe did not run, or the "
+                        "dataset has no metadata)")
+        return
     fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(have))))
     ax = fig.add_subplot()
     missing = grouped_bars(ax, data, have, sources,
-                           lambda b, g: row_metric(lookup[b].get(g, {}), "relevance"))
+                           lambda b, g: data.metric(b, f"fusion_probe/contribution/{g}"),
+                           significance=True, scale=100)
+    ax.axhline(0, color=NEUTRAL, linewidth=0.8)
+    ax.set_xlabel("metadata field")
+    ax.set_ylabel("accuracy drop when masked (points)")
+    add_backend_legend(fig, data, have)
+    yield Plot(title, fig, "Fusion-probe test accuracy minus its accuracy with the field masked as "
+               "absent on every test item (the trained model, no retraining), in accuracy points; "
+               "95% paired-bootstrap CIs over test items, a star where p < 0.05. Near 0: the "
+               "model does not use the field." + missing_note(missing, "these backend/fields"))
+
+
+def _ms_gates(data: TaskData, backends: list[str]) -> Iterator[Plot]:
+    title = "Learned gate of each metadata field"
+    sources, lookup = _field_rows(data, backends)
+    have = list(lookup)
+    if not have:
+        yield Plot.skip(title, "no 'field contribution' table (the fusion probe did not run, or the "
+                        "dataset has no metadata)")
+        return
+    fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(have))))
+    ax = fig.add_subplot()
+    missing = grouped_bars(ax, data, have, sources,
+                           lambda b, g: row_metric(lookup[b].get(g, {}), "gate_mean"))
     uniform = Line2D([], [], color=NEUTRAL, linestyle="--", linewidth=1)
     for j, s in enumerate(sources):
-        shares = [lookup[b][s]["uniform_share"] for b in have
-                  if isinstance(lookup[b].get(s, {}).get("uniform_share"), (int, float))]
+        shares = [lookup[b][s]["uniform_gate"] for b in have
+                  if isinstance(lookup[b].get(s, {}).get("uniform_gate"), (int, float))]
         if shares:
             ax.hlines(float(np.mean(shares)), j - 0.45, j + 0.45, colors=NEUTRAL, linestyles="--",
                       linewidth=1)
-    ax.set_xlabel("source (image and metadata fields)")
-    ax.set_ylabel("learned relevance (mean gate, 0-1)")
+    ax.set_xlabel("metadata field")
+    ax.set_ylabel("mean learned gate (0-1)")
     ax.set_ylim(0, 1.02)
     add_backend_legend(fig, data, have, extra=[(uniform, "uniform gate share")])
-    yield Plot(title, fig, "Mean relevance gate of each source over the test items where it is "
-               "present (fusion probe); the dashed line is the share a uniform gate would give. A "
-               "field below it is down-weighted." + missing_note(missing, "these backend/fields"))
+    yield Plot(title, fig, "Mean relevance gate of each field over the test items that have every "
+               "field (fusion probe); the dashed line is the share a uniform gate would give. A gate "
+               "is the weight the head puts on a field, not what the field contributes (see the "
+               "contribution plot)." + missing_note(missing, "these backend/fields"))
 
 
 PLOTS = (metadata_sentiment_plots,)

@@ -30,8 +30,12 @@ POLARITY_CLASSES: tuple[str, ...] = ("negative", "positive")
 #: rendered as "o1, o2, ", each followed by ", " as in the paper).
 PAPER_PROMPT = ("the scene or background of image is {scene}, and the image contains the "
                 "following objects: {objects}")
-#: Scores of every protocol, from the test confusion matrix.
-SCORES: tuple[str, ...] = ("accuracy", "weighted_f1", "macro_f1")
+#: Scores of every protocol, from the test confusion matrix (:mod:`.metrics`); binary
+#: tasks add ``F1_positive``.
+SCORES: tuple[str, ...] = ("accuracy", "weighted_F1", "macro_F1")
+
+#: Per metadata field of the fusion probe (:mod:`.scoring`).
+FIELD_METRICS: tuple[str, ...] = ("contribution", "accuracy_without", "gate_mean")
 
 PROTOCOL_DEFAULTS: dict[str, Any] = {
     "protocols": list(PROTOCOLS),
@@ -56,7 +60,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "bootstrap_resamples": 1000,
 }
 HEADLINE = ("zero_shot/accuracy", "image_probe/accuracy", "fusion_probe/accuracy",
-            "fusion_probe/macro_f1", "fusion_gain/accuracy")
+            "fusion_probe/macro_F1", "fusion_gain/accuracy")
 
 
 def _is_number(value: Any) -> bool:
@@ -161,17 +165,19 @@ def check_protocol(p: dict) -> None:
 def metric_names(p: dict) -> list[str]:
     """Every metric name the evaluator can emit under ``p``.
 
-    Per protocol: the scores, ``kl`` (datasets with label distributions) and the
-    accuracy of each class, listed for the built-in class sets (the 8 FI emotions and
-    binary polarity; a dataset with other classes names its own); the fusion gain; the
-    learned relevance gate of each protocol field."""
+    Per protocol: the scores, ``F1_positive`` (binary tasks), ``kl`` (datasets with
+    label distributions) and the accuracy of each class, listed for the built-in class
+    sets (the 8 FI emotions and binary polarity; a dataset with other classes names its
+    own); the fusion gain; per protocol field, its contribution (the accuracy drop when
+    it is masked), the accuracy without it and its mean learned gate."""
     protocols = [x for x in PROTOCOLS if x in p["protocols"]]
     names: list[str] = []
     for protocol in protocols:
-        names += [f"{protocol}/{s}" for s in (*SCORES, "kl")]
+        names += [f"{protocol}/{s}" for s in (*SCORES, "F1_positive", "kl")]
         names += [f"{protocol}/class_accuracy/{c}" for c in (*FI_EMOTIONS, *POLARITY_CLASSES)]
     if "fusion_probe" in protocols:
         if "image_probe" in protocols:
-            names += [f"fusion_gain/{s}" for s in SCORES]
-        names += [f"fusion_probe/relevance/{f}" for f in p["fields"]]
+            names += [f"fusion_gain/{s}" for s in (*SCORES, "F1_positive")]
+        for field in p["fields"]:
+            names += [f"fusion_probe/{kind}/{field}" for kind in FIELD_METRICS]
     return names

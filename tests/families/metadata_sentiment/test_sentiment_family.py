@@ -1,4 +1,4 @@
-"""metadata_sentiment evaluator: relevance gates, fusion gain, splits, zero-shot,
+"""metadata_sentiment evaluator: relevance gates, drop-one-field contribution, fusion gain, splits, zero-shot,
 label distributions, determinism, the embedded dataset's structure (oracle backend),
 and the task YAMLs."""
 
@@ -75,6 +75,15 @@ def test_relevance_gate_prefers_informative_field_and_fusion_beats_image_only(se
     acc_f = (p_fusion.argmax(1) == y[test]).mean()
     acc_i = (p_image.argmax(1) == y[test]).mean()
     assert acc_f > acc_i + 0.05, (acc_f, acc_i)
+    # contribution (known truth): masking the informative field costs accuracy, masking the
+    # pure-noise field costs (almost) nothing
+    drops = []
+    for j in (1, 2):
+        masked = mask.clone()
+        masked[:, j] = False
+        p_without, _ = predict(fusion.model, [xs, masked], test)
+        drops.append(acc_f - (p_without.argmax(1) == y[test]).mean())
+    assert drops[0] > 0.1 and abs(drops[1]) < 0.05, drops
 
 
 def test_fusion_head_masks_missing_fields():
@@ -176,13 +185,26 @@ def test_embedded_dataset_structure_with_oracle(synthetic_run):
     gain = m["fusion_gain/accuracy"]
     assert gain.value == pytest.approx(fusion_acc - image_acc)
     assert gain.ci[0] > 0 and gain.p_value < 0.05
-    rel = {f: m[f"fusion_probe/relevance/{f}"].value for f in ("caption", "objects", "scene")}
-    assert rel["caption"] > rel["objects"] > rel["scene"], rel
-    assert rel["scene"] < 1 / 3 < rel["caption"]
-    table = out.tables["field relevance"]
+    gate = {f: m[f"fusion_probe/gate_mean/{f}"].value for f in ("caption", "objects", "scene")}
+    assert gate["caption"] > gate["objects"] > gate["scene"], gate
+    assert gate["scene"] < 1 / 3 < gate["caption"]
+    table = out.tables["field contribution"]
     assert [r["source"] for r in table] == ["caption", "objects", "scene"]
-    assert [r["relevance"] for r in table] == pytest.approx([rel[f] for f in ("caption", "objects", "scene")], abs=1e-4)
-    assert all(r["uniform_share"] == pytest.approx(1 / 3, abs=1e-4) for r in table)
+    assert [r["gate_mean"] for r in table] == pytest.approx([gate[f] for f in ("caption", "objects", "scene")],
+                                                            abs=1e-4)
+    assert all(r["uniform_gate"] == pytest.approx(1 / 3, abs=1e-4) for r in table)
+    # contribution: the drop-one-field accuracy drop ranks the pure-noise scene field last; the
+    # caption's drop is beyond its paired-bootstrap CI, the scene's CI covers 0
+    drop = {f: m[f"fusion_probe/contribution/{f}"] for f in ("caption", "objects", "scene")}
+    assert drop["scene"].value < drop["objects"].value < drop["caption"].value, drop
+    assert [r["rank"] for r in table] == [1, 2, 3]
+    assert drop["caption"].ci[0] > 0 and drop["caption"].p_value < 0.05
+    assert drop["scene"].ci[0] <= 0 <= drop["scene"].ci[1]
+    for f in drop:
+        without = m[f"fusion_probe/accuracy_without/{f}"].value
+        assert drop[f].value == pytest.approx(fusion_acc - without)
+        row = next(r for r in table if r["source"] == f)
+        assert row["accuracy_drop"] == pytest.approx(drop[f].value, abs=1e-4)
     # confusion matrices (rows true, columns predicted) agree with the reported accuracy
     conf = np.array(out.details["confusion"]["fusion_probe"])
     assert conf.shape == (8, 8) and conf.sum() == out.n
@@ -214,7 +236,7 @@ def test_same_seed_identical_metrics_different_seed_differs():
             for s in (3, 3, 4)]
     a, b, c = ({k: v.to_json() for k, v in r.metrics.items()} for r in runs)
     assert a == b
-    assert runs[0].details["relevance"] == runs[1].details["relevance"]
+    assert runs[0].details["field_contribution"] == runs[1].details["field_contribution"]
     assert runs[0].details["split_sizes"] == runs[2].details["split_sizes"]
     assert a != c
 
@@ -340,7 +362,9 @@ def test_hooks_and_task_files(tmp_path, monkeypatch):
     assert "metadata_sentiment" in host.families
     for loader in ("sentiment_folders", "sentiment_manifest", "sentiment_hf", "synthetic_sentiment"):
         assert loader in host.loaders
-    assert "sentiment.macro_f1" in host.metrics
+    assert {"sentiment.macro_F1", "sentiment.weighted_F1", "sentiment.F1_positive"} <= set(host.metrics)
+    assert not host.metrics.get("sentiment.kl_divergence").higher_is_better
+    assert host.metrics.get("sentiment.accuracy").higher_is_better
     assert not [f for f in host.failures if "metadata_sentiment" in f.plugin]
     monkeypatch.setenv("CTXBENCH_DATA", str(tmp_path / "empty"))
     files = sorted(TASKS.glob("*.yaml"))
@@ -401,7 +425,8 @@ def test_metric_names_cover_every_metric_the_evaluator_emits():
     names = set(metric_names(protocol))
     assert set(out.metrics) <= names, sorted(set(out.metrics) - names)
     left = names - set(out.metrics)
-    assert all(n.endswith("/kl") or n.rsplit("/", 1)[-1] in POLARITY_CLASSES for n in left), sorted(left)
+    assert all(n.endswith(("/kl", "/F1_positive")) or n.rsplit("/", 1)[-1] in POLARITY_CLASSES
+               for n in left), sorted(left)
     for metric in doc["metrics"]:
         assert metric in out.metrics
 
@@ -415,3 +440,23 @@ def test_family_init_stays_light():
             "if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
+
+
+def test_binary_task_reports_macro_and_positive_f1():
+    from ctxbench.families.metadata_sentiment.metrics import f1_positive, macro_f1
+    from ctxbench.families.metadata_sentiment.protocol import metric_names
+    ds = synth.build(n_per_class=6, seed=2, polarity=True)
+    protocol = {**PROTOCOL_DEFAULTS, "epochs": 3, "bootstrap_resamples": 50}
+    out = evaluate(EvalRequest(task=None, dataset=ds, encoder=CachedEncoder(RandomBackend(dim=16), None,
+                                                                            progress=False),
+                               protocol=protocol, seed=0))
+    assert set(out.metrics) <= set(metric_names(protocol))
+    for proto in ("zero_shot", "image_probe", "fusion_probe"):
+        (tn, fp), (fn, tp) = out.details["confusion"][proto]
+        y_true = [0] * (tn + fp) + [1] * (fn + tp)
+        y_pred = [0] * tn + [1] * fp + [0] * fn + [1] * tp
+        assert out.metrics[f"{proto}/F1_positive"].value == pytest.approx(f1_positive(y_true, y_pred))
+        assert out.metrics[f"{proto}/macro_F1"].value == pytest.approx(macro_f1(y_true, y_pred, 2))
+        assert f"{proto}/macro_f1" not in out.metrics
+    assert "fusion_gain/F1_positive" in out.metrics
+    assert "F1_positive" in out.tables["summary"][0]

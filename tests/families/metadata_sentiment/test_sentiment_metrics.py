@@ -13,9 +13,10 @@ import pytest
 
 from ctxbench.bootstrap import cluster_means
 from ctxbench.families.metadata_sentiment.scoring import paired_bootstrap
-from ctxbench.families.metadata_sentiment.metrics import (accuracy, confusion_matrix, kl_divergence, macro_f1,
-                                             mean_kl_divergence, per_class_accuracy,
-                                             scores_from_confusion, weighted_f1)
+from ctxbench.families.metadata_sentiment.metrics import (accuracy, confusion_matrix, f1_positive,
+                                                          kl_divergence, macro_f1, mean_kl_divergence,
+                                                          per_class_accuracy, scores_from_confusion,
+                                                          weighted_f1)
 
 
 def reference_f1s(y_true, y_pred):
@@ -84,7 +85,7 @@ def test_weighted_confusion_equals_repeated_items():
         if rep_t.size:
             assert scores["accuracy"] == pytest.approx(accuracy(rep_t, rep_p))
             m, w = reference_f1s(rep_t.tolist(), rep_p.tolist())
-            assert scores["macro_f1"] == pytest.approx(m) and scores["weighted_f1"] == pytest.approx(w)
+            assert scores["macro_F1"] == pytest.approx(m) and scores["weighted_F1"] == pytest.approx(w)
 
 
 def test_kl_hand_computed():
@@ -116,6 +117,56 @@ def test_paired_bootstrap_shares_resamples_with_cluster_means():
     np.testing.assert_allclose(boot["a"]["accuracy"].samples[:, 0], ref.samples[:, 0])
     np.testing.assert_allclose(boot["b"]["accuracy"].samples[:, 0], ref.samples[:, 1])
     assert boot["a"]["accuracy"].point[0] == pytest.approx((a == y).mean())
-    assert boot["a"]["macro_f1"].point[0] == pytest.approx(macro_f1(y, a, 4))
-    lo, hi = boot["a"]["macro_f1"].ci()[0]
+    assert boot["a"]["macro_F1"].point[0] == pytest.approx(macro_f1(y, a, 4))
+    lo, hi = boot["a"]["macro_F1"].ci()[0]
     assert lo < macro_f1(y, a, 4) < hi
+
+
+def test_binary_positive_f1_and_macro_f1_hand_computed():
+    # TP 2, FP 1, FN 1 for class 1 -> F1 2/3; class 0: TP 1, FP 1, FN 1 -> 1/2
+    y_true = [1, 1, 1, 0, 0]
+    y_pred = [1, 1, 0, 1, 0]
+    assert f1_positive(y_true, y_pred) == pytest.approx(2 / 3)
+    assert macro_f1(y_true, y_pred, 2) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # the positive class never true nor predicted: 0 (sklearn's zero_division=0), while macro
+    # F1 averages over the one class present only
+    assert f1_positive([0, 0], [0, 0]) == 0.0 and macro_f1([0, 0], [0, 0], 2) == 1.0
+    # positive predicted but never true: precision 0 -> F1 0
+    assert f1_positive([0, 0, 0], [1, 0, 0]) == 0.0
+    # all positives found, one false alarm: P = 2/3, R = 1 -> F1 0.8
+    assert f1_positive([1, 1, 0, 0], [1, 1, 1, 0]) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f1_agrees_with_sklearn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 60))
+    y_true = rng.integers(0, 2, n)
+    y_pred = np.where(rng.random(n) < 0.6, y_true, rng.integers(0, 2, n))
+    assert f1_positive(y_true, y_pred) == pytest.approx(metrics.f1_score(y_true, y_pred, pos_label=1,
+                                                                         zero_division=0))
+    assert macro_f1(y_true, y_pred, 2) == pytest.approx(metrics.f1_score(y_true, y_pred, average="macro",
+                                                                         zero_division=0))
+    k = int(rng.integers(3, 7))
+    y_true = rng.integers(0, k, n)
+    y_pred = np.where(rng.random(n) < 0.5, y_true, rng.integers(0, k, n))
+    assert macro_f1(y_true, y_pred, k) == pytest.approx(metrics.f1_score(y_true, y_pred, average="macro",
+                                                                         zero_division=0))
+    assert weighted_f1(y_true, y_pred, k) == pytest.approx(metrics.f1_score(y_true, y_pred,
+                                                                            average="weighted",
+                                                                            zero_division=0))
+
+
+def test_paired_bootstrap_reports_positive_f1_for_binary_tasks_only():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    a = np.where(rng.random(40) < 0.7, y, 1 - y)
+    boot = paired_bootstrap(y, {"a": a}, 2, 200, seed=0)
+    assert boot["a"]["F1_positive"].point[0] == pytest.approx(f1_positive(y, a))
+    # each resample equals the positive F1 of the items it repeats
+    from ctxbench.bootstrap import CHUNK
+    w = np.random.default_rng(0).multinomial(40, np.full(40, 1 / 40), size=min(CHUNK, 200))[0]
+    idx = np.repeat(np.arange(40), w)
+    assert boot["a"]["F1_positive"].samples[0, 0] == pytest.approx(f1_positive(y[idx], a[idx]))
+    assert "F1_positive" not in paired_bootstrap(y, {"a": a}, 3, 50, seed=0)["a"]
