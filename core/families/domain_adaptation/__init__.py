@@ -38,9 +38,15 @@ def top1_accuracy(y_true, y_pred) -> float:
 
 
 def mean_per_class_accuracy(y_true, y_pred, n_classes=None) -> float:
-    """Mean per-class accuracy (metrics.mean_per_class_accuracy)."""
+    """GeoNet's official mean per-class accuracy (metrics.mean_per_class_accuracy)."""
     from .metrics import mean_per_class_accuracy as fn
     return fn(y_true, y_pred, n_classes)
+
+
+def mean_present_class_accuracy(y_true, y_pred) -> float:
+    """Mean recall over the classes present (metrics.mean_present_class_accuracy)."""
+    from .metrics import mean_present_class_accuracy as fn
+    return fn(y_true, y_pred)
 
 
 LIST_OPTIONS = {"root": "dataset folder; list paths are relative to it",
@@ -97,10 +103,16 @@ def ctxbench_metrics():
                    family="domain_adaptation", higher_is_better=True,
                    reference="TRUST (Litrico et al., AAAI 2026) reports top-1 accuracy"),
         MetricSpec("mean_per_class_accuracy", mean_per_class_accuracy,
-                   "mean over classes of per-class recall",
+                   "mean over all n_classes of per-class recall, a class absent from the test "
+                   "set counting 0 (reported as 'mpca')",
                    family="domain_adaptation", higher_is_better=True,
-                   reference="GeoNet official metric (Kalluri et al., CVPR 2023; ViLab-UCSD/GeoNet "
-                             "UDA_trainer/val.py percls_accuracy)"),
+                   reference="GeoNet official metric (Kalluri et al., CVPR 2023; official code "
+                             "percls_accuracy(all_pred, all_label, num_class).mean())"),
+        MetricSpec("mean_present_class_accuracy", mean_present_class_accuracy,
+                   "mean over the classes present in the test set of per-class recall "
+                   "(reported as 'mpca_present')",
+                   family="domain_adaptation", higher_is_better=True,
+                   reference="scikit-learn balanced_accuracy_score"),
     ]
 
 

@@ -8,7 +8,12 @@ Every protocol is scored on the *target test* split (protocol.py lists the optio
 ``zero_shot``
     argmax_k cos(f(x), e_k), e_k the class prompt embedding (text.py).
 ``source_only``
-    the head of model.py trained on the source train split alone.
+    the control of ``adapt``: the very same training run of the head of model.py
+    (same initialisation, same batches over source + captioned target train items,
+    same order, same seeds) with both adaptation weights at 0, so that target items
+    carry no loss and only source labels train it. It is trained once per pair (its
+    batches depend on the target's captioned items), and adapt - source_only
+    measures the adaptation terms alone (model.train_head).
 ``adapt`` (text-guided adaptation in the spirit of TRUST)
     1. pseudo-labels: each target *train* image's caption (or, lacking one, its
        tags) is embedded by the backend's text encoder, u_j, and scored against the
@@ -23,6 +28,11 @@ Every protocol is scored on the *target test* split (protocol.py lists the optio
     3. certainty c_j in [0, 1] of each pseudo-label (text.certainty).
     4. the head of model.py trained on source and target batches with the
        certainty-weighted pseudo-label and soft-contrastive terms.
+
+Both trained protocols are trained ``training_seeds`` times (seeds vary the head's
+initialisation and batch order; splits, pseudo-labels and certainties are fixed);
+every figure is the mean over those runs, and the gain is reported with its spread
+over them as well as its CI over test items (scoring.py).
 
 Selection: nothing is selected on the target test split. The epoch (early stopping)
 is chosen on the *source validation* split's top-1 accuracy (the dataset's ``val``
@@ -86,80 +96,111 @@ def _source_split(ds, dom: str, p: dict, seed: int) -> tuple[np.ndarray, np.ndar
     return tr, va, "train"
 
 
+def training_seed(seed: int, r: int) -> int:
+    """The seed of training run ``r`` (of ``training_seeds``) under run seed ``seed``."""
+    return domain_seed(seed, f"training/{r}")
+
+
+def _check_splits(ds, pairs) -> None:
+    for s, t in pairs:
+        for d in (s, t):
+            missing = [x for x in ("train", "test") if x not in ds.domains[d] or not len(ds.domains[d][x])]
+            if missing:
+                raise ValueError(f"dataset {ds.name}: domain {d!r} has no {'/'.join(missing)} split")
+
+
 def evaluate(req: EvalRequest) -> FamilyOutput:
     p = req.protocol
     check_protocol(p)
     ds = req.dataset
-    domains = list(ds.domains)
-    pairs = resolve_pairs(p, domains)
-    for s, t in pairs:
-        for d, need in ((s, ("train", "test")), (t, ("train", "test"))):
-            missing = [x for x in need if x not in ds.domains[d] or not len(ds.domains[d][x])]
-            if missing:
-                raise ValueError(f"dataset {ds.name}: domain {d!r} has no {'/'.join(missing)} split")
+    pairs = resolve_pairs(p, list(ds.domains))
+    _check_splits(ds, pairs)
     k = len(ds.classes)
     protocols = ordered_protocols(p)
     emb = _Embeddings(req)
     seed = int(req.seed)
     labels_test = {d: ds.domains[d]["test"].labels for d in {x for pr in pairs for x in pr}}
 
-    # predictions[(model key, domain)] -> test predictions; model keys: "zs", ("so", s), ("ad", s, t)
+    # preds[(model key, domain)] -> [runs, N] test predictions; model keys: "zs",
+    # ("so", s, t), ("ad", s, t) (one row per training seed)
     preds: dict[Any, np.ndarray] = {}
     details: dict[str, Any] = {"pairs": [f"{s}->{t}" for s, t in pairs], "per_pair": {},
-                               "n_classes": k, "selection": "epoch by source-validation top-1"}
+                               "n_classes": k, "selection": "epoch by source-validation top-1",
+                               "training_seeds": int(p["training_seeds"])}
     prompts = None
     if "zero_shot" in protocols or "adapt" in protocols and p["pseudo_labels"] == "prompt":
         prompts = class_prompt_embeddings(req.encoder, ds.classes, list(p["prompt_templates"]))
     if "zero_shot" in protocols:
         for d in labels_test:
-            preds[("zs", d)] = (emb.images(d, "test") @ prompts.T).argmax(1).numpy()
+            preds[("zs", d)] = (emb.images(d, "test") @ prompts.T).argmax(1).numpy()[None]
 
     source_data: dict[str, TrainData] = {}
     for s in dict.fromkeys(s for s, _ in pairs):
         tr, va, val_split = _source_split(ds, s, p, seed)
         ys_all = torch.from_numpy(ds.domains[s]["train"].labels)
-        x_train = emb.images(s, "train")
-        x_val = emb.images(s, val_split)
         yv_all = torch.from_numpy(ds.domains[s][val_split].labels)
-        source_data[s] = TrainData(x_train[tr], ys_all[tr], x_val[va], yv_all[va])
+        source_data[s] = TrainData(emb.images(s, "train")[tr], ys_all[tr],
+                                   emb.images(s, val_split)[va], yv_all[va])
         details.setdefault("source_val", {})[s] = {"split": "val" if val_split == "val" else
                                                    f"held out of train ({p['val_fraction']})",
                                                    "n_train": int(len(tr)), "n_val": int(len(va))}
-        if "source_only" in protocols:
-            model, res = train_head(source_data[s], k, p, seed, req.device, adapt=False)
-            for d in labels_test:
-                preds[(("so", s), d)] = predict(model, emb.images(d, "test"))
-            details["source_val"][s].update(source_only_best_epoch=res.best_epoch,
-                                            source_only_val_top1=round(res.best_val, 4))
-
-    if "adapt" in protocols:
-        for s, t in pairs:
-            info, model = _adapt_pair(req, emb, ds, source_data[s], s, t, prompts, p, seed, k)
+    for s, t in pairs:
+        if "source_only" in protocols or "adapt" in protocols:
+            info = _train_pair(req, emb, ds, source_data[s], s, t, prompts, p, seed, k, protocols, preds)
             details["per_pair"][f"{s}->{t}"] = info
-            if model is not None:
-                for d in (s, t):
-                    preds[(("ad", s, t), d)] = predict(model, emb.images(d, "test"))
 
-    metrics, tables = score(pairs, protocols, preds, labels_test, p, seed, ds.classes)
+    metrics, tables = score(pairs, protocols, preds, labels_test, p, seed, k)
     heads = headline(pairs, protocols)
     details["test_sizes"] = {d: int(len(v)) for d, v in labels_test.items()}
     details["bootstrap"] = {"top1": "item bootstrap (cluster_means)",
                             "mpca": "within-class bootstrap (class_stratified_bootstrap)",
-                            "resamples": int(p["bootstrap_resamples"])}
+                            "resamples": int(p["bootstrap_resamples"]),
+                            "seeds": "t-interval over training seeds (gain_seeds)"}
     details.update({key: v for key, v in ds.meta.items() if key in ("generator_version", "quality_mix",
                                                                    "seed", "root")})
     n = int(sum(len(labels_test[t]) for _, t in pairs))
     return FamilyOutput(metrics, heads, tables, details, n)
 
 
-def _adapt_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, prompts, p, seed, k):
-    """Pseudo-label the target train captions, weight them, train; returns (info, model)."""
+def _train_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, prompts, p, seed, k,
+                protocols, preds) -> dict[str, Any]:
+    """Train the pair's heads, ``training_seeds`` times each: adapt, and its control
+    source_only (the same run with both adaptation weights at 0, model.train_head).
+    Writes their test predictions on both domains into ``preds``; returns the
+    pair's details."""
     tidx, u = emb.captions(t, "train")
     info: dict[str, Any] = {"target_train": int(len(ds.domains[t]["train"])),
                             "target_with_text": int(len(tidx))}
-    if u is None:
+    run_adapt = "adapt" in protocols and u is not None
+    if "adapt" in protocols and u is None:
         info["note"] = "no captions or tags on the target train split: adapt is n/a"
-        return info, None
+    xt = emb.images(t, "train")[tidx] if u is not None else None
+    data = TrainData(src.xs, src.ys, src.xv, src.yv, xt, None, None, u)
+    if run_adapt:
+        yhat, conf = _pseudo_label(emb, ds, s, t, prompts, p, seed, k, info)
+        data = TrainData(src.xs, src.ys, src.xv, src.yv, xt, yhat, conf, u)
+    runs: dict[str, list] = {"so": [], "ad": []}
+    lambdas = {"so": (0.0, 0.0), "ad": (float(p["lambda_pseudo"]), float(p["lambda_contrastive"]))}
+    wanted = (["so"] if "source_only" in protocols else []) + (["ad"] if run_adapt else [])
+    for r in range(int(p["training_seeds"])):
+        for kind in wanted:
+            model, res = train_head(data, k, p, training_seed(seed, r), req.device,
+                                    lambda_pseudo=lambdas[kind][0], lambda_contrastive=lambdas[kind][1])
+            runs[kind].append((model, res))
+    test_x = {d: emb.images(d, "test") for d in (s, t)}
+    for kind in wanted:
+        for d in (s, t):
+            preds[((kind, s, t), d)] = np.stack([predict(m, test_x[d]) for m, _ in runs[kind]])
+        name = {"so": "source_only", "ad": "adapt"}[kind]
+        info[f"{name}_best_epochs"] = [res.best_epoch for _, res in runs[kind]]
+        info[f"{name}_source_val_top1"] = [round(res.best_val, 4) for _, res in runs[kind]]
+    return info
+
+
+def _pseudo_label(emb: _Embeddings, ds, s: str, t: str, prompts, p, seed, k, info: dict):
+    """Pseudo-labels and certainties of the target train captions (module docstring,
+    steps 1-3); diagnostics go into ``info``."""
+    tidx, u = emb.captions(t, "train")
     if p["pseudo_labels"] == "prompt":
         logits_t = u @ prompts.T
         sidx, us = emb.captions(s, "train")
@@ -180,17 +221,14 @@ def _adapt_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, promp
     conf = certainty(probs, p["certainty"], image=xt, text=u, clip_batch=int(p["clip_batch"]),
                      seed=domain_seed(seed, "clip/" + t))
     yhat = probs.argmax(1)
-    data = TrainData(src.xs, src.ys, src.xv, src.yv, xt, yhat, conf.float(), u)
-    model, res = train_head(data, k, p, seed, req.device, adapt=True)
     true = torch.from_numpy(ds.domains[t]["train"].labels[tidx])
     right = (yhat == true).float()
     weighted_acc = float((conf * right).sum() / conf.sum().clamp_min(1e-12))
     info.update(certainty=p["certainty"], mean_certainty=round(float(conf.mean()), 4),
                 pseudo_label_accuracy=round(float(right.mean()), 4),
                 weighted_pseudo_label_accuracy=round(weighted_acc, 4),
-                best_epoch=res.best_epoch, source_val_top1=round(res.best_val, 4),
                 note_diagnostic="pseudo-label accuracies read target train labels for reporting only")
-    return info, model
+    return yhat, conf.float()
 
 
 def _caption_probe(emb: _Embeddings, ds, s: str, u_target: torch.Tensor, p, seed, k):

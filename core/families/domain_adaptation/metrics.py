@@ -3,18 +3,22 @@
 - :func:`top1_accuracy`: overall top-1 accuracy, the figure TRUST reports
   (Litrico et al., "TRUST: Leveraging Text Robustness for Unsupervised Domain
   Adaptation", AAAI 2026, Tables 1-2).
-- :func:`mean_per_class_accuracy`: the mean over classes of per-class recall, the
-  official GeoNet figure (Kalluri et al., CVPR 2023; ViLab-UCSD/GeoNet
-  ``UDA_trainer/val.py`` -> ``percls_accuracy``). Classes absent from ``y_true``
-  are left out of the mean (their recall is undefined).
-- :func:`class_stratified_bootstrap`: bootstrap replicates of the per-class
-  accuracies of several paired predictors at once, resampling items *within* each
-  class (class sizes fixed, the usual scheme for class-balanced metrics). The
-  project's ``cluster_means`` bootstraps means of per-item values; the mean
-  per-class accuracy is a ratio of per-class sums, so it needs this dedicated
-  resampler. It is exact and vectorised: inside a class only the joint
-  correctness *pattern* of the M predictors matters (2**M patterns), so a
-  replicate of class c is a multinomial draw of n_c items over those patterns.
+- :func:`mean_per_class_accuracy`: GeoNet's official figure (Kalluri et al.,
+  "GeoNet: Benchmarking Unsupervised Adaptation across Geographies", CVPR 2023;
+  official code ``percls_accuracy(all_pred, all_label, num_class).mean()``): the
+  accuracy of every one of the ``n_classes`` classes, a class absent from
+  ``y_true`` counting 0, averaged over all ``n_classes``.
+- :func:`mean_present_class_accuracy`: the mean over the classes *present* in
+  ``y_true`` of their recall (scikit-learn's ``balanced_accuracy_score``). The two
+  agree when every class has a test item.
+- :func:`class_stratified_bootstrap`: bootstrap replicates of the top-1 and of the
+  present-class mean accuracy of several paired predictors at once, resampling
+  items *within* each class (class sizes fixed, the usual scheme for class-balanced
+  metrics). Per-item scores may be fractions (e.g. the share of training seeds that
+  got an item right): a replicate of class c is a multinomial draw of n_c items,
+  and its per-class score the count-weighted mean of the scores. The official
+  figure is the present-class one times (present classes / n_classes), in every
+  replicate.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import numpy as np
 
 from ...bootstrap import BootstrapSamples
 
-MAX_PREDICTORS = 12   # 2**12 patterns per class at most
 CHUNK_ELEMENTS = 4_000_000
 
 
@@ -53,51 +56,54 @@ def per_class_accuracy(y_true, y_pred, n_classes: int | None = None) -> np.ndarr
 
 
 def mean_per_class_accuracy(y_true, y_pred, n_classes: int | None = None) -> float:
-    """Mean of per-class recall over the classes present in ``y_true`` (GeoNet)."""
+    """GeoNet's official mean per-class accuracy: per-class accuracy of classes
+    ``0..n_classes-1``, 0 for a class with no item in ``y_true``, averaged over all
+    ``n_classes`` (default: ``max(y_true) + 1``). nan when there are no classes."""
     acc = per_class_accuracy(y_true, y_pred, n_classes)
+    return float(np.nan_to_num(acc, nan=0.0).mean()) if acc.size else float("nan")
+
+
+def mean_present_class_accuracy(y_true, y_pred) -> float:
+    """Mean recall over the classes present in ``y_true`` (scikit-learn's
+    ``balanced_accuracy_score``)."""
+    acc = per_class_accuracy(y_true, y_pred)
     acc = acc[~np.isnan(acc)]
     return float(acc.mean()) if acc.size else float("nan")
 
 
-def class_stratified_bootstrap(correct: np.ndarray, labels: np.ndarray, n_resamples: int = 10_000,
+def class_stratified_bootstrap(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 10_000,
                                seed: int = 0) -> tuple[BootstrapSamples, BootstrapSamples]:
-    """Paired within-class bootstrap of M predictors' top-1 and mean per-class accuracy.
+    """Paired within-class bootstrap of M predictors' top-1 and present-class mean accuracy.
 
-    ``correct`` [N, M] (bool: predictor m right on item i), ``labels`` [N].
-    Returns ``(top1, mpca)``: point estimates [M] and replicates [B, M] of the overall
-    top-1 accuracy and of the mean per-class accuracy, from the *same* resamples (so
-    differences between columns are paired).
-    """
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim == 1:
-        correct = correct[:, None]
-    n, m = correct.shape
-    if m > MAX_PREDICTORS:
-        raise ValueError(f"at most {MAX_PREDICTORS} predictors at once, got {m}")
+    ``scores`` [N, M]: predictor m's score on item i (bool correct, or a fraction in
+    [0, 1]), ``labels`` [N]. Returns ``(top1, mpca_present)``: point estimates [M]
+    and replicates [B, M] of the overall mean score and of the mean over present
+    classes of the per-class mean score, all from the *same* resamples (so
+    differences between columns are paired)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    n, m = scores.shape
     labels = np.asarray(labels)
     if labels.shape != (n,):
-        raise ValueError(f"labels {labels.shape} must have one entry per row of correct {correct.shape}")
+        raise ValueError(f"labels {labels.shape} must have one entry per row of scores {scores.shape}")
     _, cls = np.unique(labels, return_inverse=True)
     c = int(cls.max()) + 1 if n else 0
-    code = correct.astype(np.int64) @ (1 << np.arange(m, dtype=np.int64))      # [N]
-    n_pat = 1 << m
-    freq = np.zeros((c, n_pat))
-    np.add.at(freq, (cls, code), 1.0)
-    sizes = freq.sum(axis=1)                                                  # [C]
-    bits = ((np.arange(n_pat)[:, None] >> np.arange(m)[None, :]) & 1).astype(np.float64)  # [P, M]
-    class_hits = freq @ bits                                                  # [C, M]
-    top1_point = class_hits.sum(0) / max(n, 1)
-    mpca_point = (class_hits / sizes[:, None]).mean(0) if c else np.full(m, np.nan)
+    members = [np.flatnonzero(cls == j) for j in range(c)]
+    top1_point = scores.mean(0) if n else np.full(m, np.nan)
+    mpca_point = (np.mean([scores[idx].mean(0) for idx in members], axis=0) if c
+                  else np.full(m, np.nan))
     rng = np.random.default_rng(seed)
-    top1 = np.empty((n_resamples, m))
-    mpca = np.empty((n_resamples, m))
-    pvals = freq / sizes[:, None]
-    nn = sizes.astype(np.int64)
-    step = max(1, CHUNK_ELEMENTS // max(1, c * n_pat))
-    for start in range(0, n_resamples, step):
-        b = min(step, n_resamples - start)
-        draws = rng.multinomial(nn, pvals, size=(b, c)).astype(np.float64)    # [b, C, P]
-        hits = draws @ bits                                                   # [b, C, M]
-        top1[start:start + b] = hits.sum(1) / max(n, 1)
-        mpca[start:start + b] = (hits / sizes[None, :, None]).mean(1)
-    return BootstrapSamples(top1_point, top1), BootstrapSamples(mpca_point, mpca)
+    hits = np.zeros((n_resamples, m))       # resampled score sums over all items
+    class_means = np.zeros((n_resamples, m))  # sum over classes of resampled class means
+    for idx in members:
+        values, nc = scores[idx], len(idx)
+        step = max(1, CHUNK_ELEMENTS // nc)
+        for start in range(0, n_resamples, step):
+            b = min(step, n_resamples - start)
+            counts = rng.multinomial(nc, np.full(nc, 1.0 / nc), size=b).astype(np.float64)  # [b, n_c]
+            sums = counts @ values                                                         # [b, M]
+            hits[start:start + b] += sums
+            class_means[start:start + b] += sums / nc
+    return (BootstrapSamples(top1_point, hits / max(n, 1)),
+            BootstrapSamples(mpca_point, class_means / max(c, 1)))

@@ -80,35 +80,52 @@ def soft_contrastive_loss(z: torch.Tensor, u: torch.Tensor, weights: torch.Tenso
 
 @dataclass
 class TrainData:
+    """What one training run sees. The index space is source train (0..Ns-1) followed
+    by the target train items with a usable caption (Ns..Ns+Nt-1), for the adapt run
+    and for its source_only control alike."""
+
     xs: torch.Tensor                 # source train image embeddings [Ns, D]
     ys: torch.Tensor                 # source labels [Ns]
     xv: torch.Tensor                 # source val embeddings
     yv: torch.Tensor
     xt: torch.Tensor | None = None   # target train images with a usable caption [Nt, D]
-    yt: torch.Tensor | None = None   # pseudo-labels
+    yt: torch.Tensor | None = None   # pseudo-labels (None: no pseudo-labels, control run only)
     ct: torch.Tensor | None = None   # certainties
     ut: torch.Tensor | None = None   # caption embeddings (normalised) [Nt, Dt]
 
+    @property
+    def n_target(self) -> int:
+        return 0 if self.xt is None else len(self.xt)
 
-def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str,
-               adapt: bool) -> tuple[AdaptHead, Any]:
-    """Train the head (source_only when ``adapt`` is False); epoch chosen on source val."""
+
+def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str, *,
+               lambda_pseudo: float, lambda_contrastive: float) -> tuple[AdaptHead, Any]:
+    """Train the head on ``data``; epoch chosen on source val.
+
+    ``source_only`` is this very run with ``lambda_pseudo = lambda_contrastive = 0``:
+    the same model (same initialisation, same caption-space projector), the same
+    index space of Ns + Nt items, hence the same batches in the same order for the
+    same seed; the target items of a batch then carry no loss. So with both weights
+    at 0 the adapt run *is* the source_only run, and their difference measures the
+    adaptation terms, not training-run variance."""
+    if (lambda_pseudo or lambda_contrastive) and (data.yt is None or data.ct is None):
+        raise ValueError("train_head: adaptation weights > 0 need pseudo-labels and certainties")
     torch.manual_seed(seed)
-    text_dim = data.ut.shape[1] if (adapt and data.ut is not None) else 1
+    text_dim = data.ut.shape[1] if data.ut is not None else 1
     model = AdaptHead(data.xs.shape[1], n_classes, text_dim)
-    ns = len(data.ys)
-    nt = len(data.yt) if adapt and data.yt is not None else 0
-    lam_pl, lam_con = float(p["lambda_pseudo"]), float(p["lambda_contrastive"])
+    ns, nt = len(data.ys), data.n_target
+    lam_pl, lam_con = float(lambda_pseudo), float(lambda_contrastive)
     tau_c = float(p["contrastive_temperature"])
     dev = lambda t: None if t is None else t.to(device)  # noqa: E731
     xs, ys, xv, yv = dev(data.xs), dev(data.ys), dev(data.xv), dev(data.yv)
-    xt, yt, ct, ut = (dev(data.xt), dev(data.yt), dev(data.ct), dev(data.ut)) if nt else (None,) * 4
+    xt, yt, ct, ut = dev(data.xt), dev(data.yt), dev(data.ct), dev(data.ut)
 
     def batch_loss(m: AdaptHead, idx: torch.Tensor) -> torch.Tensor:
         src = idx[idx < ns]
         tgt = idx[idx >= ns] - ns
-        loss = F.cross_entropy(m(xs[src]), ys[src]) if len(src) else xs.sum() * 0.0
-        if len(tgt):
+        # a batch without source items: a zero loss still tied to the model
+        loss = F.cross_entropy(m(xs[src]), ys[src]) if len(src) else m.classifier.bias.sum() * 0.0
+        if len(tgt) and (lam_pl or lam_con):
             h = m.features(xt[tgt])
             w = ct[tgt]
             if lam_pl:

@@ -55,6 +55,7 @@ def domain_adaptation_plots(data: TaskData) -> Iterator[Plot]:
                     if s == t:
                         if proto == "adapt":
                             continue
+                        # one control model per pair: the source's first pair that has one
                         v = next((data.value(b, f"{s}->{t2}/{proto}/source_top1") for s2, t2 in pairs
                                   if s2 == s and data.value(b, f"{s}->{t2}/{proto}/source_top1") is not None),
                                  None)
@@ -69,7 +70,8 @@ def domain_adaptation_plots(data: TaskData) -> Iterator[Plot]:
             ax.set_ylabel("source domain (train)")
         fig.colorbar(im, ax=list(axes), label="top-1 accuracy (%)", shrink=0.8)
         diag = ("the diagonal is left empty (the adapted model depends on the pair)" if proto == "adapt"
-                else "the diagonal is the in-domain accuracy on the source's own test split")
+                else "the diagonal is the in-domain accuracy on the source's own test split (source_only: "
+                "the control run of the source's first pair; each pair has its own)")
         others = [p for p in protos if p != proto]
         yield Plot(title, fig, f"Top-1 accuracy (%) on the target test split of the {proto} model "
                    f"trained on each source; {diag}; grey: pair not evaluated."

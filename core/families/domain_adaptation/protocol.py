@@ -20,8 +20,8 @@ from ...errors import ProtocolError
 PROTOCOLS: tuple[str, ...] = ("zero_shot", "source_only", "adapt")
 CERTAINTIES: tuple[str, ...] = ("entropy", "margin", "clip", "none")
 PSEUDO_LABELERS: tuple[str, ...] = ("prompt", "caption_probe")
-PER_PROTOCOL_METRICS: tuple[str, ...] = ("top1", "mpca", "source_top1", "drop")
-GAIN_METRICS: tuple[str, ...] = ("gain", "gain_mpca")
+PER_PROTOCOL_METRICS: tuple[str, ...] = ("top1", "mpca", "mpca_present", "source_top1", "drop")
+GAIN_METRICS: tuple[str, ...] = ("gain", "gain_seeds", "gain_significant", "gain_mpca", "gain_mpca_seeds")
 
 PROTOCOL_DEFAULTS: dict[str, Any] = {
     "source": None,                 # one pair: source and target domain names
@@ -43,6 +43,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-4,
     "batch_size": 256,
     "patience": 10,
+    "training_seeds": 3,            # heads trained per protocol and pair; the gain's spread over them
     "bootstrap_resamples": 10_000,
 }
 
@@ -146,7 +147,7 @@ def check_protocol(p: dict) -> None:
                                 "0 switches the term off")
     if not _is_number(p["val_fraction"]) or not 0 < p["val_fraction"] < 1:
         raise ProtocolError("val_fraction", f"must be in (0, 1), got {p['val_fraction']!r}")
-    for option in ("clip_batch", "epochs", "batch_size", "patience", "bootstrap_resamples"):
+    for option in ("clip_batch", "epochs", "batch_size", "patience", "training_seeds", "bootstrap_resamples"):
         if not _is_int(p[option], 1):
             raise ProtocolError(option, f"expected an integer >= 1, got {p[option]!r}")
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from ctxbench.families.domain_adaptation.metrics import (class_stratified_bootstrap, mean_per_class_accuracy,
-                                     per_class_accuracy, top1_accuracy)
+                                                         mean_present_class_accuracy, per_class_accuracy,
+                                                         top1_accuracy)
+from ctxbench.families.domain_adaptation.scoring import score_domains, seed_interval
 
 
 def test_hand_computed_case():
@@ -23,8 +25,9 @@ def test_imbalance_separates_the_two_figures():
     assert mean_per_class_accuracy(y, pred) == pytest.approx(0.5)
 
 
-def test_absent_classes_are_left_out_and_bad_shapes_refused():
-    assert mean_per_class_accuracy([3, 3], [3, 1], n_classes=10) == pytest.approx(0.5)
+def test_absent_classes_count_zero_officially_and_are_left_out_of_the_present_mean():
+    assert mean_present_class_accuracy([3, 3], [3, 1]) == pytest.approx(0.5)
+    assert mean_per_class_accuracy([3, 3], [3, 1], n_classes=10) == pytest.approx(0.05)
     assert np.isnan(top1_accuracy([], []))
     with pytest.raises(ValueError):
         top1_accuracy([0, 1], [0])
@@ -71,3 +74,61 @@ def test_class_sizes_are_fixed_in_every_replicate():
     correct = np.array([True] * 4 + [False] * 6)
     top, mpca = class_stratified_bootstrap(correct, y, 100, seed=0)
     assert np.allclose(top.samples, 0.4) and np.allclose(mpca.samples, 0.5)
+
+
+def _official_percls_accuracy(all_pred, all_label, num_class):
+    """GeoNet's official per-class accuracy, transcribed (absent classes stay 0)."""
+    all_pred, all_label = np.asarray(all_pred), np.asarray(all_label)
+    cls_acc = np.zeros([num_class])
+    for i in range(num_class):
+        idx = all_label == i
+        if idx.sum() > 0:
+            cls_acc[i] = (all_pred[idx] == all_label[idx]).mean() * 100.0
+    return cls_acc
+
+
+def test_geonet_official_convention_against_the_official_code_and_sklearn():
+    y_true, y_pred = [1, 1, 2, 2], [1, 1, 2, 0]
+    assert mean_per_class_accuracy(y_true, y_pred, n_classes=3) == pytest.approx(0.50)
+    assert mean_per_class_accuracy(y_true, y_pred, n_classes=3) == pytest.approx(
+        _official_percls_accuracy(y_pred, y_true, 3).mean() / 100)
+    assert mean_present_class_accuracy(y_true, y_pred) == pytest.approx(0.75)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.integers(0, 6, 40)
+        pred = np.where(rng.random(40) < 0.6, y, rng.integers(0, 8, 40))
+        assert mean_per_class_accuracy(y, pred, n_classes=8) == pytest.approx(
+            _official_percls_accuracy(pred, y, 8).mean() / 100)
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    assert mean_present_class_accuracy(y_true, y_pred) == pytest.approx(
+        sklearn_metrics.balanced_accuracy_score(y_true, y_pred))
+
+
+def test_scoring_reports_the_official_mpca_and_the_present_class_one():
+    y = np.array([1, 1, 2, 2])
+    got = score_domains({("zs", "d"): np.array([[1, 1, 2, 0]])}, {"d": y}, 300, 0, n_classes=3)[("zs", "d")]
+    assert got.mpca_point == pytest.approx(0.50) and got.present_point == pytest.approx(0.75)
+    np.testing.assert_allclose(got.mpca, got.present * 2 / 3)
+    assert got.seeds_mpca.tolist() == [pytest.approx(0.5)]
+
+
+def test_fractional_scores_bootstrap_like_the_mean_of_their_runs():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 120)
+    runs = rng.random((3, 120)) < 0.7                       # 3 training runs of one predictor
+    top, mpca = class_stratified_bootstrap(runs.mean(0), y, 100, seed=0)
+    per_run = [mean_present_class_accuracy(y, np.where(r, y, -1)) for r in runs]
+    assert mpca.point[0] == pytest.approx(np.mean(per_run))
+    assert top.point[0] == pytest.approx(runs.mean())
+
+
+def test_seed_interval_is_the_t_interval():
+    stats = pytest.importorskip("scipy.stats")
+    g = np.array([0.10, 0.14, 0.12])
+    mean, (lo, hi), p = seed_interval(g)
+    ref = stats.ttest_1samp(g, 0.0)
+    half = stats.t.ppf(0.975, 2) * g.std(ddof=1) / np.sqrt(3)
+    assert mean == pytest.approx(0.12) and (lo, hi) == (pytest.approx(0.12 - half), pytest.approx(0.12 + half))
+    assert p == pytest.approx(ref.pvalue)
+    assert seed_interval(np.zeros(3)) == (0.0, (0.0, 0.0), 1.0)
+    assert seed_interval(np.array([0.2])) == (0.2, None, None)
