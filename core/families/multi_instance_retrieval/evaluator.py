@@ -12,8 +12,11 @@ embeddings. Captions are embedded as text. Similarity = cosine.
 Metrics (:mod:`ctxbench.families.multi_instance_retrieval.metrics`, exactly the official mAP.py / nDCG.py):
 mAP and nDCG for V->T (clips query captions), T->V, and their average, as
 fractions (the paper prints percentages: 66.78 mAP / 82.08 nDCG average). 95%
-CIs: iid bootstrap over the queries of each direction (``cluster_means``); the
-average's CI combines independent resamples of the two directions. Queries
+CIs: iid bootstrap over the queries of each direction, expanded percentile
+(``ci(method="expanded")``; simulated with known truth, skewed per-query values,
+its 95% interval covers 0.94 at the embedded 63 T->V queries, where the plain
+percentile one covers 0.93);
+the average's CI combines independent resamples of the two directions. Queries
 without a relevant item give NaN, as in the official code (``nan_policy:
 propagate``); ``nan_policy: omit`` averages over the others (the real test set
 and the embedded one have none).
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from torch.nn.functional import normalize
 
-from ...bootstrap import cluster_means
+from ...bootstrap import BootstrapSamples, cluster_means
 from ...results import MetricValue
 from ..contract import EvalRequest, FamilyOutput
 from .export import SIMILARITY_ARTIFACT
@@ -41,8 +44,10 @@ from .tta import clip_embeddings, transform_ref, tta_transforms  # noqa: F401  (
 
 def _bootstrap(per_query: dict[str, np.ndarray], protocol: dict, seed: int, name: str,
                out: dict[str, MetricValue]) -> None:
-    """``{name}_v2t``, ``{name}_t2v`` and ``{name}_avg`` with iid bootstrap CIs over
-    queries into ``out``; NaN queries handled as ``nan_policy`` says."""
+    """``{name}_v2t``, ``{name}_t2v`` and ``{name}_avg`` with expanded-percentile iid
+    bootstrap CIs over queries into ``out`` (see :mod:`ctxbench.bootstrap`); NaN
+    queries handled as ``nan_policy`` says. The average's replicates combine
+    independent resamples of the two directions, expanded for the smaller one."""
     b = int(protocol["bootstrap_resamples"])
     omit = protocol["nan_policy"] == "omit"
     samples = {}
@@ -60,15 +65,17 @@ def _bootstrap(per_query: dict[str, np.ndarray], protocol: dict, seed: int, name
             samples[d] = None
             continue
         bs = cluster_means(kept[:, None], None, n_resamples=b, seed=seed + i)
-        lo, hi = bs.ci()[0]
+        lo, hi = bs.ci(method="expanded")[0]
         out[f"{name}_{d}"] = MetricValue(float(bs.point[0]), (float(lo), float(hi)), int(kept.size),
                                          note=note)
-        samples[d] = bs.samples[:, 0]
+        samples[d] = bs
     if samples["v2t"] is None or samples["t2v"] is None:
         out[f"{name}_avg"] = MetricValue(float("nan"), None, note="a direction is NaN")
         return
-    avg = (samples["v2t"] + samples["t2v"]) / 2
-    lo, hi = np.nanquantile(avg, [0.025, 0.975])
+    v, t = samples["v2t"], samples["t2v"]
+    avg = BootstrapSamples((v.point + t.point) / 2, (v.samples + t.samples) / 2,
+                           min(v.n_clusters, t.n_clusters))
+    lo, hi = avg.ci(method="expanded")[0]
     point = (out[f"{name}_v2t"].value + out[f"{name}_t2v"].value) / 2
     out[f"{name}_avg"] = MetricValue(point, (float(lo), float(hi)),
                                      out[f"{name}_v2t"].n + out[f"{name}_t2v"].n,

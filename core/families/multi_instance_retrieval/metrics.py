@@ -37,6 +37,12 @@ stable sort: for mAP tied items keep ascending item index; for nDCG tied items
 come in *descending* item index. (Both equal the official output whenever
 numpy's sort happens to be stable, e.g. with no ties at all.)
 
+Infinite scores. ``+inf`` and ``-inf`` are ranked as the official code ranks
+them: ``+inf`` above every finite score, ``-inf`` below, equal infinities tied
+(ordered by the tie conventions above). NaN is refused: it has no order, and
+the official files disagree on it (numpy sorts NaN last, so mAP.py's
+``(-S).argsort()`` ranks it last and nDCG.py's reversed ``argsort(S)`` first).
+
 Speed and memory. Each direction is sorted once and the order is shared by mAP
 and nDCG. float32 scores (what the evaluator produces) are sorted as unique
 uint64 keys (score bits, item index) with numpy's SIMD sort, which gives the
@@ -278,9 +284,11 @@ def _direction(s_full: np.ndarray, r_full: np.ndarray, transpose: bool, want_map
     def work(s: np.ndarray, r: np.ndarray, a: int) -> None:
         b = a + s.shape[0]
         s = np.ascontiguousarray(s)
-        if not np.isfinite(s).all():
-            bad = a + int(np.flatnonzero(~np.isfinite(s).all(axis=1))[0])
-            raise ValueError(f"similarity has a non-finite value (query {bad} of this direction)")
+        if np.isnan(s).any():
+            bad = a + int(np.flatnonzero(np.isnan(s).any(axis=1))[0])
+            raise ValueError(f"similarity has a NaN (query {bad} of this direction): NaN has no "
+                             f"rank (the official mAP.py ranks it last, nDCG.py first); "
+                             f"replace it by a number, e.g. -inf")
         r = np.ascontiguousarray(r, dtype=np.float64)  # may be a view of the input: read only
         order, tie_rows, ndcg_ties = _orders(s)
         del s

@@ -208,5 +208,47 @@ def test_bad_inputs_are_refused_with_clear_errors():
         mir_map(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="2-D"):
         mir_map(np.zeros(3), np.zeros(3))
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="has a NaN"):
         mir_map(np.array([[1.0, np.nan]]), np.array([[1.0, 0.0]]))
+    with pytest.raises(ValueError, match="has a NaN"):
+        mir_map(np.array([[1.0, np.nan]], dtype=np.float32), np.array([[1.0, 0.0]]))
+
+
+# ----------------------------------------------------------------------------- infinities
+def official_orders(s):
+    """The official expressions, run with a stable sort: mAP.py ``(-S).argsort()``,
+    nDCG.py ``np.argsort(S)[:, ::-1]``."""
+    return np.argsort(-s, axis=1, kind="stable"), np.argsort(s, axis=1, kind="stable")[:, ::-1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_infinite_scores_are_ranked_as_the_official_code_ranks_them(dtype):
+    """+inf above every finite score, -inf below, equal infinities tied with the
+    official conventions (mAP: ascending index; nDCG: descending index)."""
+    rng = np.random.default_rng(11)
+    sim = rng.integers(0, 4, size=(9, 12)).astype(dtype)     # many finite ties
+    sim[rng.random(sim.shape) < 0.2] = np.inf
+    sim[rng.random(sim.shape) < 0.1] = -np.inf
+    sim[0] = np.inf                                          # a query whose items all tie at +inf
+    rel = soft_relevancy(rng, sim.shape)
+    rel[:, 0] = 1.0
+    rel[0, :] = 1.0
+    got = mir_per_query(sim, rel)
+    want = reference(sim, rel)
+    for m in ("map", "ndcg"):
+        for d in ("v2t", "t2v"):
+            assert_close(got[m][d], want[m][d])
+    # the reference orders are what the official expressions return under a stable sort
+    s64 = sim.astype(np.float64)
+    map_o, ndcg_o = official_orders(s64)
+    for q in range(s64.shape[0]):
+        assert map_o[q].tolist() == map_order(s64[q].tolist())
+        assert ndcg_o[q].tolist() == ndcg_order(s64[q].tolist())
+
+
+def test_plus_inf_ranks_first():
+    sim = np.array([[0.9, np.inf, 0.1]])
+    rel = np.array([[0.0, 1.0, 0.5]])
+    assert mir_map(sim, rel)["v2t"] == pytest.approx(1.0)     # the relevant item is ranked first
+    sim = np.array([[np.inf, 0.9, 0.1]])
+    assert mir_map(sim, rel)["v2t"] == pytest.approx((0.0 + 1.0) / 2)   # relevant at rank 2
