@@ -340,22 +340,49 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def allocate(sizes: np.ndarray, limit: int) -> np.ndarray:
+    """Items to keep per group for ``limit`` in all: proportional shares rounded down
+    (at least one item per non-empty group), the leftover given one by one to the
+    groups furthest below their share (Hamilton's largest-remainder method; ties to
+    the first group). The total is ``limit``
+    unless there are more groups than ``limit`` (then one item per group)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    quota = limit * sizes / sizes.sum()
+    counts = np.minimum(np.maximum(np.floor(quota).astype(np.int64), 1), sizes)
+    left = int(limit - counts.sum())
+    if left > 0:
+        order = sorted(range(len(sizes)), key=lambda g: (-(quota[g] - counts[g]), g))
+        for g in order:
+            if left == 0:
+                break
+            if counts[g] < sizes[g]:
+                counts[g] += 1
+                left -= 1
+    return counts
+
+
 def stratified_limit(ds: SentimentDataset, limit: int | None, seed: int = 0) -> SentimentDataset:
-    """``--limit N``: keep about N items, every class (and own split) in proportion."""
+    """``--limit N``: keep at most N items (the test split is drawn from them), every
+    class -- and every own split -- in proportion (:func:`allocate`), drawn with
+    ``seed``. More classes (x own splits) than N: one item of each, the fewest that
+    still scores every class. N at least the dataset's size: the dataset unchanged.
+    ``meta["limit"]`` records the request and what was kept."""
     if not limit or len(ds) <= limit:
         return ds
     rng = np.random.default_rng(seed)
-    keep = []
     groups = ds.labels.copy()
     if ds.splits is not None:
         part = np.zeros(len(ds), dtype=np.int64)
         for j, idx in enumerate(ds.splits.values()):
             part[idx] = j
         groups = groups * 4 + part
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        n = max(1, round(limit * len(idx) / len(ds)))
-        keep.append(rng.choice(idx, size=min(n, len(idx)), replace=False))
+    names = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in names]
+    counts = allocate(np.array([len(m) for m in members]), int(limit))
+    keep = [rng.choice(idx, size=int(n), replace=False) for idx, n in zip(members, counts)]
     out = ds.subset(np.sort(np.concatenate(keep)))
-    out.meta = {**ds.meta, "limited_to": len(out)}
+    out.meta = {**ds.meta, "limited_to": len(out),
+                "limit": {"requested": int(limit), "kept": len(out), "of": len(ds),
+                          "stratified_by": "class and own split" if ds.splits is not None else "class",
+                          "per_class": np.bincount(out.labels, minlength=len(ds.classes)).tolist()}}
     return out

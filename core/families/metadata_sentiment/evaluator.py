@@ -72,7 +72,7 @@ from .training import ProbeFit, fit_probe, predict, standardise
 
 #: Dataset meta keys copied into the result's details.
 META_KEYS = ("source", "generator_version", "reliability", "tag_threshold", "polarity",
-             "limited_to", "metadata_matched", "metadata_unmatched", "hf_splits")
+             "limited_to", "limit", "metadata_matched", "metadata_unmatched", "hf_splits")
 
 
 def resolve_splits(ds, protocol: dict, seed: int) -> tuple[dict[str, np.ndarray], dict]:

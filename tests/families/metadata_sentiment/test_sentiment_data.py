@@ -293,3 +293,46 @@ def test_symlink_out_of_the_root_is_refused_by_every_path_reading_loader(tmp_pat
     (hf / "metadata.csv").write_text("file_name,label\nlink.png,awe\nok0.png,fear\nok1.png,awe\nok2.png,fear\n")
     with pytest.raises(PathEscapeError, match="outside the dataset folder"):
         loaders.load_hf({"path": "hf"}, ctx)
+
+
+def test_limit_keeps_at_most_n_items_every_class_in_proportion():
+    from ctxbench.families.metadata_sentiment.data import allocate
+    assert allocate(np.array([5] * 8), 16).tolist() == [2] * 8
+    # Hamilton: quotas 6.5, 2.6, 0.9 -> floors 6, 2, 1 (at least one); the leftover item goes
+    # to the group furthest below its share (2.6 - 2 > 6.5 - 6 > 0.9 - 1)
+    assert allocate(np.array([65, 26, 9]), 10).tolist() == [6, 3, 1]
+    assert allocate(np.array([65, 26, 9]), 20).tolist() == [13, 5, 2]
+    assert allocate(np.array([3, 3, 3]), 2).tolist() == [1, 1, 1]     # fewer than one per class: one each
+    from ctxbench.families.metadata_sentiment import loaders
+    from ctxbench.registrations import LoadContext
+    full = loaders.load_synthetic({"n_per_class": 5}, LoadContext("t", Path("t.yaml")))
+    assert len(full) == 40
+    for n in (13, 25):
+        small = loaders.load_synthetic({"n_per_class": 5}, LoadContext("t", Path("t.yaml"), seed=1, limit=n))
+        counts = np.bincount(small.labels, minlength=8)
+        assert len(small) == n and counts.min() >= 1 and counts.max() - counts.min() <= 1
+        assert small.meta["limit"] == {"requested": n, "kept": n, "of": 40, "stratified_by": "class",
+                                       "per_class": counts.tolist()}
+    for n in (40, 1000):     # at least the set's size: a no-op
+        same = loaders.load_synthetic({"n_per_class": 5}, LoadContext("t", Path("t.yaml"), limit=n))
+        assert len(same) == 40 and "limit" not in same.meta
+
+
+def test_limit_changes_the_evaluated_n():
+    from ctxbench.encoder import CachedEncoder
+    from ctxbench.families.contract import EvalRequest
+    from ctxbench.families.metadata_sentiment import loaders
+    from ctxbench.families.metadata_sentiment.evaluator import evaluate
+    from ctxbench.families.metadata_sentiment.protocol import PROTOCOL_DEFAULTS
+    from ctxbench.registrations import LoadContext
+    from ctxbench_plugins.random_backend import RandomBackend
+    ns = []
+    for limit in (None, 24, 10_000):
+        ds = loaders.load_synthetic({"n_per_class": 6}, LoadContext("t", Path("t.yaml"), limit=limit))
+        out = evaluate(EvalRequest(task=None, dataset=ds, encoder=CachedEncoder(RandomBackend(dim=8), None,
+                                                                                progress=False),
+                                   protocol={**PROTOCOL_DEFAULTS, "protocols": ["zero_shot"],
+                                             "bootstrap_resamples": 20}, seed=0))
+        ns.append(out.n)
+        assert (out.details.get("limit") or {}).get("kept", out.n) == out.n
+    assert ns == [48, 24, 48]
