@@ -124,12 +124,49 @@ def norm_key(rel: str) -> str:
 
 
 def limit_split(split: DomainSplit, limit: int | None, seed: int, tag: str) -> DomainSplit:
-    """Seeded subsample to at most ``limit`` items (``--limit`` smoke runs)."""
+    """A seeded, class-stratified subsample of at most ``limit`` items, never fewer
+    than one item per class present (so every class keeps a test item and the
+    per-class figures stay defined); unchanged when the split is not larger."""
     if limit is None or len(split) <= limit:
         return split
     digest = sha256_hex(f"limit\0{tag}\0{seed}".encode())
     rng = np.random.default_rng(int(digest[:16], 16))
-    return split.subset(np.sort(rng.choice(len(split), size=int(limit), replace=False)))
+    classes, counts = np.unique(split.labels, return_counts=True)
+    n = max(int(limit), len(classes))
+    # largest-remainder allocation proportional to class sizes, at least 1 per class
+    quota = np.maximum(1, np.floor(counts * n / len(split)).astype(int))
+    order = np.argsort(-(counts * n / len(split) - np.floor(counts * n / len(split))), kind="stable")
+    for j in order:
+        if quota.sum() >= n:
+            break
+        if quota[j] < counts[j]:
+            quota[j] += 1
+    keep = [rng.choice(np.flatnonzero(split.labels == c), size=int(q), replace=False)
+            for c, q in zip(classes, np.minimum(quota, counts))]
+    return split.subset(np.sort(np.concatenate(keep)))
+
+
+def apply_limit(ds: "DomainDataset", limit: int | None, seed: int) -> "DomainDataset":
+    """``--limit N``: at most N evaluation items, the test items of all domains together
+    (shared over domains in proportion to their size, class-stratified, at least one
+    item per class per domain); train and val splits are capped at N each. N at least
+    the set's size is a no-op. What was kept is recorded in ``ds.meta['limit']``."""
+    if limit is None:
+        return ds
+    tests = {d: len(s["test"]) for d, s in ds.domains.items() if "test" in s}
+    total = sum(tests.values())
+    caps = {d: n if total <= limit else max(1, int(limit * n // max(total, 1))) for d, n in tests.items()}
+    kept = {}
+    for dom, splits in ds.domains.items():
+        for name in list(splits):
+            cap = caps.get(dom, limit) if name == "test" else limit
+            splits[name] = limit_split(splits[name], cap, seed, f"{dom}/{name}")
+            kept[f"{dom}/{name}"] = len(splits[name])
+    ds.meta["limit"] = {"requested": int(limit), "test_items_before": int(total),
+                        "test_items_kept": int(sum(len(s["test"]) for s in ds.domains.values() if "test" in s)),
+                        "kept": kept, "rule": "test items shared over domains, class-stratified, "
+                        ">= 1 per class; train/val capped at the limit each"}
+    return ds
 
 
 def ctx_seed_limit(ctx) -> tuple[int, int | None]:

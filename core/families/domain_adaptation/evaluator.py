@@ -157,7 +157,7 @@ def evaluate(req: EvalRequest) -> FamilyOutput:
                             "resamples": int(p["bootstrap_resamples"]),
                             "seeds": "t-interval over training seeds (gain_seeds)"}
     details.update({key: v for key, v in ds.meta.items() if key in ("generator_version", "quality_mix",
-                                                                   "seed", "root")})
+                                                                   "seed", "root", "limit")})
     n = int(sum(len(labels_test[t]) for _, t in pairs))
     return FamilyOutput(metrics, heads, tables, details, n)
 

@@ -18,7 +18,7 @@ import numpy as np
 from ...errors import DatasetFormatError
 from ...inputs import ImageRef
 from ...io.paths import contained, option_path
-from .data import (DomainDataset, DomainSplit, clean_caption, ctx_seed_limit, limit_split, not_found,
+from .data import (DomainDataset, DomainSplit, apply_limit, clean_caption, ctx_seed_limit, not_found,
                    require_field, split_tags)
 
 GEONET_HOWTO = (
@@ -129,11 +129,12 @@ def load_geonet(options: dict, ctx=None) -> DomainDataset:
     for dom in domains:
         for split in ("train", "test"):
             sp = _section(data, f"{dom}_{split}", name, root, text_fields, id_to_class)
-            out.setdefault(dom, {})[split] = limit_split(sp, limit, seed, f"{dom}/{split}")
+            out.setdefault(dom, {})[split] = sp
     if not id_to_class:
         raise DatasetFormatError(f"{name}: no 'categories' and no class_name in annotations")
     k = max(id_to_class) + 1
     classes = [id_to_class.get(i, f"class_{i}") for i in range(k)]
     ds = DomainDataset(options.get("name", "geonet"), classes, out, {"root": str(root)})
+    apply_limit(ds, limit, seed)
     ds.validate()
     return ds

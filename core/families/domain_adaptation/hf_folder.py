@@ -19,7 +19,7 @@ from ...errors import DatasetFormatError
 from ...inputs import ImageRef, sha256_hex
 from ...io.hf_datasets import open_local
 from ...io.paths import contained, option_path, within
-from .data import DomainDataset, DomainSplit, clean_caption, ctx_seed_limit, limit_split, not_found, split_tags
+from .data import DomainDataset, DomainSplit, apply_limit, clean_caption, ctx_seed_limit, not_found, split_tags
 
 HF_HOWTO = ("Write the dataset with datasets' save_to_disk (a DatasetDict with splits named "
             "'{domain}_{split}', or splits 'train'/'test' with a domain column) and point 'path' at it.")
@@ -84,11 +84,12 @@ def load_hf_domains(options: dict, ctx=None) -> DomainDataset:
             idx = np.flatnonzero(doms_arr == dom)
             sp = DomainSplit([refs[i] for i in idx], labels[idx], [caps[i] for i in idx],
                              [tags[i] for i in idx], [f"{key}/{i}" for i in idx])
-            out.setdefault(dom, {})[split] = limit_split(sp, limit, seed, f"{dom}/{split}")
+            out.setdefault(dom, {})[split] = sp
     if class_names is None:
         k = max((int(s.labels.max()) + 1 for d in out.values() for s in d.values() if len(s)), default=0)
         class_names = [f"class_{i}" for i in range(k)]
     ds = DomainDataset(options.get("name", path.name), list(class_names), out, {"path": str(path)})
+    apply_limit(ds, limit, seed)
     ds.validate()
     return ds
 

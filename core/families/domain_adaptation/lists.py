@@ -25,7 +25,7 @@ import numpy as np
 from ...errors import DataNotFound, DatasetFormatError
 from ...inputs import ImageRef
 from ...io.paths import contained, option_path
-from .data import (DomainDataset, DomainSplit, clean_caption, ctx_seed_limit, limit_split, norm_key,
+from .data import (DomainDataset, DomainSplit, apply_limit, clean_caption, ctx_seed_limit, norm_key,
                    not_found, split_tags)
 
 
@@ -194,8 +194,9 @@ def _load_lists(options: dict, ctx, *, default_domains: tuple[str, ...], class_c
     out: dict[str, dict[str, DomainSplit]] = {}
     for (dom, split), (rels, abs_paths, labels, _names) in parsed.items():
         sp = _split_from_paths(abs_paths, rels, labels, captions)
-        out.setdefault(dom, {})[split] = limit_split(sp, limit, seed, f"{dom}/{split}")
+        out.setdefault(dom, {})[split] = sp
     ds = DomainDataset(what, classes, out, {"root": str(root), "captions": bool(captions)})
+    apply_limit(ds, limit, seed)
     ds.validate()
     return ds
 

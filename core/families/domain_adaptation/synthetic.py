@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DomainDataset, DomainSplit, limit_split
+from .data import DomainDataset, DomainSplit, apply_limit
 from ...synthetic_world import GENERATOR_VERSION, SHAPES, STYLES, Scene, caption, rng_for, sample_scene, scene_ref, tags
 
 QUALITIES = ("full", "partial", "wrong", "unrelated")
@@ -130,13 +130,11 @@ def build(domains=STYLES, classes=SHAPES, per_class: dict[str, int] | None = Non
 
 def load_synthetic(options: dict, ctx=None) -> DomainDataset:
     """The ``synthetic_domain`` loader: :func:`build` from the task's options
-    (``per_class_train/val/test`` -> ``per_class``); ``--limit`` subsamples each split."""
+    (``per_class_train/val/test`` -> ``per_class``); ``--limit``: data.apply_limit."""
     opts = dict(options)
     per_class = {split: int(opts.pop(f"per_class_{split}")) for split in ("train", "val", "test")
                  if f"per_class_{split}" in opts}
     ds = build(per_class=per_class, **opts)
     if ctx is not None and ctx.limit:
-        for dom, splits in ds.domains.items():
-            for name in list(splits):
-                splits[name] = limit_split(splits[name], ctx.limit, ctx.seed, f"{dom}/{name}")
+        apply_limit(ds, ctx.limit, ctx.seed)
     return ds

@@ -93,10 +93,37 @@ def test_missing_data_gives_instructions(tmp_path):
 
 
 def test_limit_subsamples_each_split_deterministically(domainnet, tmp_path):
+    # 3 items of 3 classes: the limit never drops a class, so 2 keeps one per class
     a = lists.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
     b = lists.load_domainnet({"root": str(domainnet), "domains": ["clipart"]}, _ctx(tmp_path, limit=2))
-    assert len(a.domains["clipart"]["train"]) == 2
+    assert len(a.domains["clipart"]["train"]) == 3
     assert a.domains["clipart"]["train"].ids == b.domains["clipart"]["train"].ids
+    assert a.meta["limit"]["requested"] == 2 and a.meta["limit"]["test_items_kept"] == 3
+
+
+def test_limit_keeps_at_most_n_test_items_over_all_domains_and_every_class():
+    ctx = LoadContext("t", Path("task.yaml"), 0, 40)
+    opts = {"domains": ["flat", "photo"], "per_class_train": 6, "per_class_val": 2, "per_class_test": 5}
+    full = sd.load_synthetic(dict(opts), None)
+    cut = sd.load_synthetic(dict(opts), ctx)
+    n_test = sum(len(s["test"]) for s in cut.domains.values())
+    assert sum(len(s["test"]) for s in full.domains.values()) == 80 and n_test == 40
+    for dom, splits in cut.domains.items():
+        assert set(splits["test"].labels) == set(range(len(cut.classes)))   # every class kept
+        assert len(splits["train"]) == 40 and len(splits["val"]) == 16      # val (16) <= 40: unchanged
+    assert cut.meta["limit"]["test_items_kept"] == 40 and cut.meta["limit"]["test_items_before"] == 80
+    again = sd.load_synthetic(dict(opts), ctx)
+    assert again.domains["photo"]["test"].ids == cut.domains["photo"]["test"].ids
+
+
+def test_a_limit_larger_than_the_set_is_a_no_op():
+    opts = {"domains": ["flat", "photo"], "per_class_train": 3, "per_class_val": 1, "per_class_test": 2}
+    full = sd.load_synthetic(dict(opts), None)
+    same = sd.load_synthetic(dict(opts), LoadContext("t", Path("task.yaml"), 0, 10_000))
+    for dom in full.domains:
+        for split in full.domains[dom]:
+            assert same.domains[dom][split].ids == full.domains[dom][split].ids
+    assert same.meta["limit"]["test_items_kept"] == same.meta["limit"]["test_items_before"] == 32
 
 
 # ----------------------------------------------------------------------------- GeoNet
