@@ -161,7 +161,7 @@ def require_download_allowed(what: str, download: str | None = None,
 
     ``download`` is the command that fetches it (default: ``hf download <what>``)."""
     download = download or f"`hf download {what.split()[-1]}`"
-    if hub_offline():
+    if hub_offline(datasets=False):
         raise ModelLoadError(_missing_model_message(
             what, "HF_HUB_OFFLINE=1 forbids downloading", download, local_hint))
     if not hub_reachable():

@@ -85,17 +85,20 @@ def synthetic_results(backends: list[str], seed: int = 0, bad: bool = True) -> l
         # metadata_sentiment
         metrics = {}
         for pi, proto in enumerate(("zero_shot", "image_probe", "fusion_probe")):
-            for m in ("accuracy", "macro_f1", "weighted_f1"):
+            for m in ("accuracy", "macro_F1", "weighted_F1"):
                 metrics[f"{proto}/{m}"] = mv(s * (0.6 + 0.15 * pi))
         metrics["fusion_gain/accuracy"] = mv(0.15 * s, 0.03, 0.01)
         k = len(CLASSES)
         conf = (np.eye(k) * 20 * s + rng.integers(0, 5, (k, k))).round().astype(int).tolist()
         gates = rng.dirichlet(np.ones(3))
+        fields = ("image", "caption", "scene_objects")
+        for f, drop in zip(fields, rng.uniform(-0.02, 0.3, 3)):
+            metrics[f"fusion_probe/contribution/{f}"] = mv(float(drop), 0.05, 0.02)
         out.append(cell("metadata_sentiment_synthetic", "metadata_sentiment", b, metrics=metrics,
                         headline=["image_probe/accuracy", "fusion_probe/accuracy"],
-                        tables={"field relevance": [
-                            {"source": src, "relevance": round(float(g), 4), "uniform_share": 0.3333,
-                             "coverage": 1.0} for src, g in zip(("image", "caption", "scene_objects"), gates)]},
+                        tables={"field contribution": [
+                            {"source": src, "gate_mean": round(float(g), 4), "uniform_gate": 0.3333,
+                             "coverage": 1.0} for src, g in zip(fields, gates)]},
                         details={"classes": list(CLASSES), "confusion": {"fusion_probe": conf}}, n=80))
         # domain_adaptation: every ordered pair of 3 domains
         metrics = {}
@@ -339,8 +342,12 @@ def test_family_plots_show_the_numbers_they_were_given():
     ax = next(ax for ax in plots["Confusion matrix"].figure.axes if ax.get_title().startswith("a ·"))
     conf = np.array(data.result("a").details["confusion"]["fusion_probe"], float)
     assert np.asarray(ax.images[0].get_array()) == pytest.approx(100 * conf / conf.sum(1, keepdims=True))
-    rel = plots["Learned relevance of each metadata field"].figure.axes[0]
-    assert bars(rel)["a"] == pytest.approx([r["relevance"] for r in data.result("a").tables["field relevance"]])
+    gate = plots["Learned gate of each metadata field"].figure.axes[0]
+    assert bars(gate)["a"] == pytest.approx([r["gate_mean"] for r in data.result("a").tables["field contribution"]])
+    contribution = plots["Contribution of each metadata field"].figure.axes[0]
+    assert bars(contribution)["a"] == pytest.approx(
+        [100 * data.result("a").metrics[f"fusion_probe/contribution/{f}"].value
+         for f in ("image", "caption", "scene_objects")])
     # multi_instance_retrieval: mAP and nDCG per direction, in %
     data = task_data(results, "multi_instance_retrieval_synthetic")
     fig = make_plots(data)[0].figure
@@ -366,7 +373,8 @@ def test_missing_inputs_skip_with_a_note_and_broken_plots_never_break_the_page()
     plots = {p.title: p for p in make_plots(TaskData("ms", "metadata_sentiment", [r], {"m": "#000000"}))}
     assert not plots["Accuracy and F1 per protocol"].skipped
     assert plots["Confusion matrix"].skipped and "details['confusion']" in plots["Confusion matrix"].note
-    assert plots["Learned relevance of each metadata field"].skipped
+    assert plots["Learned gate of each metadata field"].skipped
+    assert plots["Contribution of each metadata field"].skipped
     # aesthetics without predictions: the scatter skips, naming what it needs
     r = cell("ae", "aesthetics", "m", metrics={"tag_aware/SRCC": mv(0.5)}, headline=["tag_aware/SRCC"])
     plots = {p.title: p for p in make_plots(TaskData("ae", "aesthetics", [r], {"m": "#000000"}))}
@@ -433,7 +441,7 @@ def test_page_is_self_contained(bundle):
     csp = next(a for t, a in p.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
     assert csp["content"].startswith("default-src 'none'")
     imgs = [a for t, a in p.tags if t == "img"]
-    assert len(imgs) == 11   # every plot of the five families drawn (none skipped)
+    assert len(imgs) == 12   # every plot of the five families drawn (none skipped)
     for a in imgs:
         assert a["src"].startswith("data:image/png;base64,")
         png = Image.open(io.BytesIO(base64.b64decode(a["src"].split(",", 1)[1])))

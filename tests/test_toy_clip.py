@@ -22,6 +22,7 @@ import torch
 from ctxbench import toy
 from ctxbench.encoder import CachedEncoder
 from ctxbench.families.context_retrieval import evaluator as cr
+from ctxbench.families.context_retrieval.protocol import PROTOCOL_DEFAULTS
 from ctxbench.families.contract import EvalRequest
 from ctxbench import synthetic_world as world
 from ctxbench.families.context_retrieval.synthetic import build
@@ -45,7 +46,7 @@ def dataset():
 
 def _evaluate(backend, dataset):
     enc = CachedEncoder(backend, cache=None, progress=False)
-    p = {**cr.PROTOCOL_DEFAULTS, "patterns": ["no_ctx"], "bootstrap_resamples": 1000,
+    p = {**PROTOCOL_DEFAULTS, "patterns": ["no_ctx"], "bootstrap_resamples": 1000,
          "divergence": False}
     return cr.evaluate(EvalRequest(task=None, dataset=dataset, encoder=enc, protocol=p)), enc
 

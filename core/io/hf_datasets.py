@@ -24,10 +24,11 @@ from ..errors import DataNotFound, DatasetFormatError
 TRUE_STRINGS = ("1", "true", "yes", "on")
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` or
-    ``HF_DATASETS_OFFLINE`` set to a true value, or huggingface_hub says so)."""
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+def hub_offline(datasets: bool = True) -> bool:
+    """Whether the Hugging Face hub must not be contacted: ``HF_HUB_OFFLINE`` (and, for
+    datasets, ``HF_DATASETS_OFFLINE``) set to a true value, or huggingface_hub says so.
+    Model loaders pass ``datasets=False``: HF_DATASETS_OFFLINE says nothing about models."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if datasets else ("HF_HUB_OFFLINE",):
         if os.environ.get(var, "").strip().lower() in TRUE_STRINGS:
             return True
     try:

@@ -38,7 +38,7 @@ def recall_at_k(scores, targets, ks, tie_tolerance: float = 1e-6):
     return metric(scores, targets, ks, tie_tolerance)
 
 
-def plots():
+def load_plots():
     from .plots import PLOTS
     return PLOTS
 
@@ -50,7 +50,7 @@ def ctxbench_families():
         description="same image, different meaning: Recall@K per level L1-L4 under 4 context "
                     "injection patterns, cluster bootstrap over groups",
         protocol_defaults=PROTOCOL_DEFAULTS, check_protocol=check_protocol,
-        metric_names=metric_names, plots=plots)]
+        metric_names=metric_names, plots=load_plots)]
 
 
 @hookimpl

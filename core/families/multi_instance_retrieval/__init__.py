@@ -59,7 +59,7 @@ def mir_ndcg(similarity, relevancy, **kw):
     return metric(similarity, relevancy, **kw)
 
 
-def plots():
+def load_plots():
     from .plots import PLOTS
     return PLOTS
 
@@ -67,7 +67,7 @@ def plots():
 @hookimpl
 def ctxbench_families():
     return [FamilySpec(name=FAMILY, evaluate=evaluate, protocol_defaults=dict(PROTOCOL_DEFAULTS),
-                       check_protocol=check_protocol, metric_names=metric_names, plots=plots,
+                       check_protocol=check_protocol, metric_names=metric_names, plots=load_plots,
                        description="EPIC-KITCHENS-100 multi-instance retrieval: official mAP and "
                                    "nDCG (soft relevance), V->T, T->V, average")]
 
