@@ -31,9 +31,9 @@ EXAMPLES = {
     "validate": "example: ctxbench validate tasks/",
     "leaderboard": "example: ctxbench leaderboard --results leaderboards/embedded "
                    "--out leaderboards/embedded.md",
-    "export-epic": "example: ctxbench export-epic leaderboards/run/epic100_mir submission.pkl --sls-pt 5",
+    "export-epic": "example: ctxbench export-epic results/run/epic100_mir submission.pkl --sls-pt 5",
     "toy": "example: ctxbench toy train --out plugins/toy_clip --seed 0 --steps 1500",
-    "report": "example: ctxbench report --results leaderboards/embedded --out report.html",
+    "report": "example: ctxbench report --results results/embedded --out report.html",
     "check-backend": "example: ctxbench check-backend open_clip --backend-arg arch=ViT-B-32 "
                      "--backend-arg pretrained=/models/vit_b32.safetensors",
 }
@@ -59,6 +59,13 @@ def _registry(host, include_paths: list[str] | None = None, task_files=()):
             raise CtxbenchError(f"--include-path {folder}: not a folder of task files")
         dirs.append(Path(folder))
     return TaskCatalog(dirs, host.families, host.loaders, task_files=list(task_files))
+
+
+def default_output_dir(run_name: str) -> Path:
+    """Where ``run`` writes without --output-dir: ``results/<name>``, ignored by git, so
+    running the embedded default in a clone leaves ``git status`` clean (the
+    committed reference run is leaderboards/embedded, written only on purpose)."""
+    return Path("results") / run_name
 
 
 def check_run_arguments(args) -> None:
@@ -124,7 +131,7 @@ def cmd_run(args) -> int:
         names = [n for n in host.backends.names() if host.backends.get(n).embedded_default]
     backend_args = _parse_backend_args(args.backend_arg, names)
     name = args.name or ("embedded" if not args.backend else "run")
-    output_dir = Path(args.output_dir) if args.output_dir else Path("leaderboards") / name
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(name)
     # with Ray, a CPU-only driver must not decide the workers' device
     device = args.device if args.launcher == "ray" and args.device != "auto" else resolve_device(args.device)
     options = RunOptions(output_dir=output_dir, cache_dir=args.cache_dir,
@@ -219,7 +226,7 @@ def cmd_leaderboard(args) -> int:
     results = Path(args.results)
     if not results.is_dir():
         raise CtxbenchError(f"--results {results}: not a folder of results JSON "
-                            f"(ctxbench run writes them to leaderboards/<name>/)")
+                            f"(ctxbench run writes them to results/<name>/)")
     out = Path(args.out) if args.out else results.parent / f"{results.name}.md"
     write_leaderboard(results, out, metric_specs=_host().metrics)
     print(out)
@@ -275,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="backend names (default: the embedded default backends)")
     run.add_argument("--backend-arg", action="append", default=[], metavar="[BACKEND:]KEY=VALUE",
                      help="argument for the backend factory (YAML scalar)")
-    run.add_argument("--output-dir", help="results folder (default leaderboards/<name>)")
+    run.add_argument("--output-dir", help="results folder (default results/<name>, untracked; the "
+                                          "committed reference is leaderboards/embedded)")
     run.add_argument("--name", help="run name (default 'embedded' without --backend, else 'run')")
     run.add_argument("--leaderboard", help="markdown output (default <output-dir>.md)")
     run.add_argument("--cache-dir", help="embedding cache (default $CTXBENCH_CACHE or ~/.cache/ctxbench)")

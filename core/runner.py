@@ -79,6 +79,36 @@ def error_info(exc: BaseException) -> dict[str, str]:
             "traceback": "".join(traceback.format_exception(exc)[-6:])}
 
 
+def portable_text(text: str) -> str:
+    """``text`` with this machine's data root and home folder written as
+    ``$CTXBENCH_DATA`` and ``~``, so committed results carry no machine paths."""
+    import os
+    data_root = os.environ.get("CTXBENCH_DATA", "")
+    if data_root and len(data_root) > 1:
+        text = text.replace(data_root.rstrip("/"), "$CTXBENCH_DATA")
+    default_root = os.path.expanduser("~/ctxbench-data")
+    text = text.replace(default_root, "$CTXBENCH_DATA")
+    home = os.path.expanduser("~")
+    return text.replace(home + "/", "~/") if len(home) > 1 else text
+
+
+def portable_path(path) -> str:
+    """A task file's path: relative to the installed task package or the working
+    folder where it lies under one, else as given."""
+    import os
+    path = Path(path)
+    try:
+        import ctxbench_tasks
+        return "ctxbench_tasks/" + str(path.resolve().relative_to(
+            Path(ctxbench_tasks.__file__).parent.resolve()))
+    except (ImportError, ValueError):
+        pass
+    try:
+        return str(path.resolve().relative_to(Path(os.getcwd()).resolve()))
+    except ValueError:
+        return portable_text(str(path))
+
+
 def first_line(message: str, width: int = 160) -> str:
     lines = message.strip().splitlines()
     return (lines[0] if lines else "")[:width]
@@ -247,7 +277,8 @@ class Runner:
                 self._evaluate(result, task, encoder, load_seconds, encode_before, t0)
         except DataNotFound as exc:
             result.status = "skipped"
-            result.error = {"type": "DataNotFound", "message": str(exc), "traceback": ""}
+            result.error = {"type": "DataNotFound", "message": portable_text(str(exc)),
+                            "traceback": ""}
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -388,7 +419,7 @@ def write_manifest(output_dir: Path, tasks: list[TaskConfig], backends: list[tup
         "seconds": round(seconds, 3),
         "seed": options.seed, "limit": options.limit, "device": options.device,
         "tasks": {t.name: {"hash": t.hash, "version": t.version, "family": t.family,
-                           "file": str(t.path)} for t in tasks},
+                           "file": portable_path(t.path)} for t in tasks},
         "backends": [{"name": b, "args": a} for b, a in backends],
         "cells": [{"cell_id": r.cell_id, "task": r.task, "backend": r.backend_label,
                    "status": r.status, "seconds": r.seconds, "fingerprint": r.fingerprint}

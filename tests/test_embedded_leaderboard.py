@@ -48,5 +48,6 @@ def test_committed_embedded_leaderboard_regenerates(tmp_path):
     committed = (ROOT / "leaderboards" / "embedded.md").read_text()
     problems = compare(committed, fresh)
     assert not problems, ("leaderboards/embedded.md is stale or the suite is not deterministic; "
-                          "regenerate with `ctxbench run --task all` from the repository root:\n"
+                          "regenerate with `ctxbench run --task all --output-dir leaderboards/embedded "
+                          "--rerun` from the repository root:\n"
                           + "\n".join(problems[:20]))

@@ -2,6 +2,8 @@
 ships every module; first-party plugins use the public entry-point group."""
 
 import tomllib
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,3 +26,16 @@ def test_first_party_backends_use_the_public_entry_point_group():
     for target in eps.values():
         assert target.startswith("ctxbench_plugins.")
         assert (ROOT / "plugins" / (target.split(".", 1)[1] + ".py")).exists()
+
+
+def test_default_run_output_is_ignored_by_git():
+    """`ctxbench run --task all` in a clone must leave `git status` clean."""
+    import subprocess
+
+    from ctxbench.cli import default_output_dir
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    target = default_output_dir("embedded") / "some_task" / "cell.json"
+    proc = subprocess.run(["git", "check-ignore", "-q", str(target)], cwd=root)
+    assert proc.returncode == 0, f"{target} would be tracked; add its folder to .gitignore"

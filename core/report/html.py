@@ -434,7 +434,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None,
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise CtxbenchError(f"--results {results_dir}: not a folder of results JSON "
-                            f"(ctxbench run writes them to leaderboards/<name>/)")
+                            f"(ctxbench run writes them to results/<name>/)")
     results, problems = latest_results(results_dir)
     manifest, note = read_manifest(results_dir)
     out = Path(out) if out else results_dir.parent / f"{results_dir.name}.html"
