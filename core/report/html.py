@@ -21,19 +21,18 @@ goes through :func:`esc` (``html.escape`` with quotes), so a backend named
 from __future__ import annotations
 
 import base64
-import html
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 from ..io.atomic import write_text
 from ..errors import CtxbenchError
-from ..leaderboard import latest_results
-from ..results import CellResult, MetricValue, now_iso
+from ..leaderboard import arrow, latest_results, select_cells
+from ..results import CellResult, now_iso
 from .colors import backend_colors
 from .drawing import Plot, TaskData, figure_png
 from .plots import family_plots, make_plots
+from .tables import (backend_cell, cells_table, esc, mark_older, metric_cell, num,
+                     seconds, status_cell, summary_table, table, td)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -46,6 +45,10 @@ h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
 .meta{color:#555;font-size:.9rem}
 nav ul{columns:2;font-size:.9rem}
 .scroll{overflow-x:auto;max-width:100%}
+table.summary td.metric{white-space:nowrap}
+ul.legend{font-size:.85rem;color:#333;margin:.2rem 0 .8rem;padding-left:1.2rem;max-width:72rem}
+.skipped-tasks{font-size:.88rem;color:#444;max-width:72rem}
+span.older{color:#7a5a00;font-style:italic;font-size:.8em}
 table{border-collapse:collapse;font-size:.82rem;margin:.4rem 0 1rem}
 th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:left;vertical-align:top}
 th{background:#f2f2f2;position:sticky;top:0}
@@ -68,80 +71,16 @@ pre{white-space:pre-wrap;word-break:break-word;font-size:.78rem;background:#f7f7
 details{margin:.3rem 0}summary{cursor:pointer}
 """
 
-DETAILS_JSON_MAX = 4000
 LONG_TABLE = 30          # breakdown tables longer than this start collapsed
-
-
-def esc(value: Any) -> str:
-    """HTML-escape any value (quotes included), for text and attribute values."""
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-# ----------------------------------------------------------------------------- formatting
-def _num(x: Any, digits: int = 3) -> str:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return "" if x is None else str(x)
-    if isinstance(x, int):
-        return str(x)
-    if not math.isfinite(x):
-        return "n/a"
-    if x != 0 and abs(x) < 10 ** -digits:
-        return f"{x:.2g}"
-    return f"{x:.{digits}f}"
-
-
-def fmt_metric(m: MetricValue | None) -> tuple[str, str, str]:
-    """(text, css class, tooltip) of a metric cell."""
-    if m is None:
-        return "–", "na", "not reported"
-    if m.value is None or (isinstance(m.value, float) and not math.isfinite(m.value)):
-        return "n/a", "na", m.note or "not applicable"
-    text = _num(float(m.value))
-    if m.ci is not None and m.ci[0] is not None and m.ci[1] is not None:
-        text += f" [{_num(float(m.ci[0]))}, {_num(float(m.ci[1]))}]"
-    if m.p_value is not None:
-        text += f" (p={float(m.p_value):.2g})"
-    return text, "num", m.note
-
-
-def td(text: str, cls: str = "", title: str = "", raw: bool = False) -> str:
-    attrs = (f' class="{esc(cls)}"' if cls else "") + (f' title="{esc(title)}"' if title else "")
-    return f"<td{attrs}>{text if raw else esc(text)}</td>"
-
-
-def table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """``rows`` are lists of ready ``<td>`` strings; ``header`` is plain text."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(f"<tr>{''.join(r)}</tr>" for r in rows)
-    c = f' class="{esc(cls)}"' if cls else ""
-    return f'<div class="scroll"><table{c}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def status_cell(r: CellResult | None) -> str | None:
-    """The cell for a non-ok (or absent) result; None for an ok one."""
-    if r is None:
-        return td("not run", "missing", "this backend has no result for this task")
-    if r.status == "failed":
-        err = r.error or {}
-        return td(f"FAILED: {err.get('type', '?')}", "failed", err.get("message", ""))
-    if r.status == "skipped":
-        return td("skipped", "skipped", "data not found: " + (r.error or {}).get("message", ""))
-    return None
-
-
-def swatch(colour: str) -> str:
-    return f'<span class="swatch" style="background:{esc(colour)}"></span>'
-
-
-def backend_cell(name: str, colors: dict[str, str]) -> str:
-    return td(swatch(colors[name]) + esc(name), raw=True) if name in colors else td(name)
 
 
 # ----------------------------------------------------------------------------- sections
 class _Page:
     def __init__(self, results: list[CellResult], manifest: dict | None, manifest_note: str,
-                 problems: list[str], title: str, source: str):
+                 problems: list[str], title: str, source: str,
+                 older: set[tuple[str, str]] = frozenset()):
         self.results = results
+        self.older = set(older)
         self.manifest = manifest
         self.manifest_note = manifest_note
         self.problems = problems
@@ -165,25 +104,13 @@ class _Page:
         out.append('<p class="meta">First headline metric of each task, 95% CI in brackets. '
                    '<i>n/a</i>: not applicable to the backend (hover for why); <i>not run</i>: no '
                    'result for that cell; FAILED / skipped (data not found): hover, or see the task '
-                   'section.</p>')
-        header = ["backend"]
-        firsts = {}
-        for t, rs in self.tasks.items():
-            firsts[t] = next((r.headline[0] for r in rs if r.status == "ok" and r.headline), "")
-            header.append(f"{t} ({firsts[t]})" if firsts[t] else t)
-        rows = []
-        for b in self.backends:
-            row = [backend_cell(b, self.colors)]
-            for t in self.tasks:
-                r = self.cell(t, b)
-                bad = status_cell(r)
-                if bad is not None:
-                    row.append(bad)
-                else:
-                    row.append(td(*fmt_metric(r.metrics.get(firsts[t]) if firsts[t] else None)))
-            rows.append(row)
-        out.append(table(header, rows, "summary"))
+                   'section.' + (' <i>(older run)</i>: a cell from an earlier run in this folder, '
+                                 'not part of this run.' if self.older else '') + '</p>')
+        out.append(summary_table(self.tasks, self.backends, self.colors, self.anchor, self.is_older))
         return "".join(out)
+
+    def is_older(self, r: CellResult) -> bool:
+        return (r.task, r.backend_label) in self.older
 
     # -- one task
     def task_section(self, task: str) -> str:
@@ -212,14 +139,15 @@ class _Page:
             r = self.cell(task, b)
             bad = status_cell(r)
             row = [backend_cell(b, self.colors)]
+            older = r is not None and self.is_older(r)
             if bad is not None:
-                rows.append(row + [bad, td("")] + [td("") for _ in columns])
+                rows.append(row + [mark_older(bad, older), td("")] + [td("") for _ in columns])
                 continue
-            rows.append(row + [td("ok"), td(_num(r.n) if r.n is not None else "", "num")]
-                        + [td(*fmt_metric(r.metrics.get(c))) for c in columns])
+            rows.append(row + [mark_older(td("ok"), older), td(num(r.n), "num")]
+                        + [metric_cell(r, c) for c in columns])
         if ok or any(r.status != "skipped" for r in rs):
             out.append("<h3>Headline metrics</h3>")
-            out.append(table(["backend", "status", "n"] + columns, rows))
+            out.append(table(["backend", "status", "n"] + [c + arrow(c) for c in columns], rows))
 
         if ok:
             out.append("<h3>Plots</h3>")
@@ -236,7 +164,7 @@ class _Page:
                        f'{esc(err.get("type", ""))}: {esc(err.get("message", ""))}'
                        f'<details><summary>traceback</summary><pre>{esc(err.get("traceback", ""))}'
                        f'</pre></details></div>')
-        out.append(self.cells_table(rs))
+        out.append(cells_table(rs, self.colors))
         return "".join(out)
 
     def plot_fns(self, family: str):
@@ -269,29 +197,13 @@ class _Page:
                     trows.append((r.backend_label, row))
             body = [[backend_cell(b, self.colors)] +
                     [td("n/a", "na") if row.get(c) is None else
-                     td(_num(row[c]), "num" if isinstance(row[c], (int, float)) else "")
+                     td(num(row[c]), "num" if isinstance(row[c], (int, float)) else "")
                      for c in cols] for b, row in trows]
             tab = table(["backend"] + cols, body)
             if len(body) > LONG_TABLE:
                 tab = f"<details><summary>{len(body)} rows</summary>{tab}</details>"
             out.append(f"<h3>{esc(name)}</h3>" + tab)
         return out
-
-    def cells_table(self, rs: list[CellResult]) -> str:
-        rows = []
-        for r in sorted(rs, key=lambda x: x.backend_label):
-            timings = ", ".join(f"{k} {_num(v, 2)} s" for k, v in (r.timings or {}).items())
-            details = json.dumps(r.details, sort_keys=True, default=str)
-            if len(details) > DETAILS_JSON_MAX:
-                details = details[:DETAILS_JSON_MAX] + f" … ({len(details)} characters in all)"
-            rows.append([backend_cell(r.backend_label, self.colors), td(r.status),
-                         td(r.fingerprint or "–"), td(r.cell_id), td(r.seed, "num"),
-                         td(_num(r.seconds, 2), "num"), td(timings), td(r.timestamp),
-                         td(f"<details><summary>details</summary><pre>{esc(details)}</pre></details>",
-                            raw=True)])
-        return ("<details><summary>Cells: fingerprints, seeds, timings</summary>"
-                + table(["backend", "status", "fingerprint", "cell", "seed", "seconds",
-                         "timings", "timestamp", "details"], rows) + "</details>")
 
     # -- manifest
     @staticmethod
@@ -321,12 +233,12 @@ class _Page:
             out.append(self._listing(
                 "Cells", ["task", "backend", "status", "seconds", "seed", "fingerprint", "cell"],
                 [[td(r.task), backend_cell(r.backend_label, self.colors),
-                  status_cell(r) or td("ok"), td(_num(r.seconds, 2), "num"), td(r.seed, "num"),
+                  status_cell(r) or td("ok"), td(seconds(r.seconds), "num"), td(r.seed, "num"),
                   td(r.fingerprint or "–"), td(r.cell_id)] for r in self.results]))
             return "".join(out)
         if not isinstance(m, dict):
             return out[0] + '<p class="error">manifest.json is not a JSON object.</p>'
-        facts = [[td(k), td(_num(m.get(k)) if m.get(k) is not None else "–")]
+        facts = [[td(k), td(num(m.get(k)) if m.get(k) is not None else "–")]
                  for k in ("timestamp", "seconds", "seed", "limit", "device") if k in m]
         out.append(table(["run", "value"], facts))
         versions = m.get("versions") or {}
@@ -362,7 +274,7 @@ class _Page:
                 status = c.get("status", "")
                 cls = "failed" if status == "failed" else "skipped" if status == "skipped" else ""
                 rows.append([td(c.get("task", "")), backend_cell(str(c.get("backend", "")), self.colors),
-                             td(status, cls), td(_num(c.get("seconds", "")), "num"),
+                             td(status, cls), td(num(c.get("seconds", "")), "num"),
                              td(c.get("fingerprint") or "–"), td(c.get("cell_id", ""))])
             out.append(self._listing(
                 "Cells", ["task", "backend", "status", "seconds", "fingerprint", "cell"], rows))
@@ -397,14 +309,15 @@ class _Page:
 def render_html(results: list[CellResult], manifest: dict | None = None, *,
                 problems: list[str] | None = None, title: str = "ctxbench report",
                 source: str = "", manifest_note: str = "No manifest.json was given.",
-                families=None) -> str:
+                families=None, older: set[tuple[str, str]] | None = None) -> str:
     """The report page as a string (results: one per task x backend, as
     :func:`ctxbench.leaderboard.latest_results` returns them). ``families`` is the
-    family registry whose declared plots are drawn (default: the installed plugins')."""
+    family registry whose declared plots are drawn (default: the installed plugins');
+    ``older``: (task, backend label) keys of cells from earlier runs, marked as such."""
     if families is None:
         from ..plugin_host import load_plugins
         families = load_plugins().families
-    page = _Page(results, manifest, manifest_note, problems or [], title, source)
+    page = _Page(results, manifest, manifest_note, problems or [], title, source, older or set())
     page.families = families
     return page.render()
 
@@ -424,22 +337,26 @@ def read_manifest(results_dir: Path) -> tuple[dict | None, str]:
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None,
-                 title: str | None = None, families=None) -> Path:
+                 title: str | None = None, families=None, *,
+                 cells: set[tuple[str, str]] | None = None, include_older: bool = False) -> Path:
     """Write the HTML report of a results folder; returns the file written.
 
     ``out`` defaults to ``<results_dir>.html`` beside the folder (as the markdown
     leaderboard's ``<results_dir>.md``). Raises CtxbenchError if ``results_dir`` is
-    not a folder.
+    not a folder. ``cells`` / ``include_older``: as for
+    :func:`ctxbench.leaderboard.write_leaderboard` (only the current run's cells; the
+    folder's others only when asked, marked "(older run)").
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise CtxbenchError(f"--results {results_dir}: not a folder of results JSON "
                             f"(ctxbench run writes them to results/<name>/)")
     results, problems = latest_results(results_dir)
+    results, older = select_cells(results, cells, include_older)
     manifest, note = read_manifest(results_dir)
     out = Path(out) if out else results_dir.parent / f"{results_dir.name}.html"
     page = render_html(results, manifest, problems=problems, manifest_note=note,
                        title=title or f"ctxbench report: {results_dir.name}", source=str(results_dir),
-                       families=families)
+                       families=families, older=older)
     write_text(out, page)
     return out
