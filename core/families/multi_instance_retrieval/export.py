@@ -109,14 +109,42 @@ def submission_dict(sim: np.ndarray, vis_ids, txt_ids, *, sls_pt: int = 5, sls_t
             "sls_td": _level("sls_td", sls_td)}
 
 
+OFFICIAL_SHAPE = (9668, 3842)   # EPIC-KITCHENS-100 MIR test set: clips x captions
+
+
+def refuse_unofficial(path: Path, sim: np.ndarray) -> None:
+    """A submission must come from a full run on the official test set: refuse a
+    ``--limit`` run (its result JSON says so) and any other size (a synthetic or
+    partial set), naming why and the ``--force`` override."""
+    result_json = path.parent.with_suffix(".json")
+    if result_json.is_file():
+        import json
+        try:
+            limit = json.loads(result_json.read_text(encoding="utf-8")).get("limit")
+        except (OSError, ValueError, AttributeError):
+            limit = None
+        if limit is not None:
+            raise CtxbenchError(f"{path}: computed with --limit {limit}, a partial run; the "
+                                "challenge needs the whole test set (re-run without --limit, or "
+                                "pass --force to write it anyway)")
+    if tuple(sim.shape) != OFFICIAL_SHAPE:
+        raise CtxbenchError(f"{path}: similarity is {sim.shape[0]} x {sim.shape[1]}, not the "
+                            f"official test set's {OFFICIAL_SHAPE[0]} x {OFFICIAL_SHAPE[1]} "
+                            "(a synthetic or partial run); pass --force to write it anyway")
+
+
 def export_submission(result_dir_or_similarity_file: str | Path, out_path: str | Path, *,
-                      sls_pt: int = 5, sls_tl: int = 0, sls_td: int = 0) -> Path:
+                      sls_pt: int = 5, sls_tl: int = 0, sls_td: int = 0,
+                      force: bool = False) -> Path:
     """Write the challenge pickle for a run's similarity matrix; returns ``out_path``.
 
-    ``result_dir_or_similarity_file``: see :func:`find_similarity_file`. The
-    official test set has 9,668 clips x 3,842 captions; other sizes (e.g. a
-    ``--limit`` run) are written but will be refused by the challenge server."""
-    sim, vis, txt = read_similarity(find_similarity_file(result_dir_or_similarity_file))
+    ``result_dir_or_similarity_file``: see :func:`find_similarity_file`. A run that
+    is not on the official test set (9,668 clips x 3,842 captions) or was computed
+    with ``--limit`` is refused unless ``force`` (the server would refuse it)."""
+    path = find_similarity_file(result_dir_or_similarity_file)
+    sim, vis, txt = read_similarity(path)
+    if not force:
+        refuse_unofficial(path, sim)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     payload = submission_dict(sim, vis, txt, sls_pt=sls_pt, sls_tl=sls_tl, sls_td=sls_td)

@@ -175,7 +175,10 @@ def test_artifact_and_challenge_export(dataset, tmp_path):
         assert sim.dtype == np.float32 and sim.shape == dataset.relevancy.shape
         assert list(data["txt_ids"]) == dataset.txt_ids
     assert mir_map(sim, dataset.relevancy)["avg"] == pytest.approx(out.metrics["map_avg"].value)
-    target = export_submission(tmp_path, tmp_path / "submission.pkl", sls_pt=2, sls_tl=3, sls_td=3)
+    with pytest.raises(CtxbenchError, match="not the official test set.*--force"):
+        export_submission(tmp_path, tmp_path / "submission.pkl")     # synthetic: refused
+    target = export_submission(tmp_path, tmp_path / "submission.pkl", sls_pt=2, sls_tl=3, sls_td=3,
+                               force=True)
     sub = safe_pickle.load(target)                 # only numpy reconstructors inside
     assert set(sub) == {"version", "challenge", "sim_mat", "vis_ids", "txt_ids",
                         "sls_pt", "sls_tl", "sls_td"}
@@ -186,11 +189,23 @@ def test_artifact_and_challenge_export(dataset, tmp_path):
     assert b"numpy._core" not in target.read_bytes()   # loadable by numpy 1.x too
     assert pickle.loads(target.read_bytes())["txt_ids"].dtype == object
     with pytest.raises(CtxbenchError, match="level 0..5"):
-        export_submission(npz, tmp_path / "x.pkl", sls_td=7)
+        export_submission(npz, tmp_path / "x.pkl", sls_td=7, force=True)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / SIMILARITY_ARTIFACT).write_bytes(npz.read_bytes())
     with pytest.raises(CtxbenchError, match="2 similarity files"):
         export_submission(tmp_path, tmp_path / "y.pkl")
+
+
+def test_export_refuses_a_limited_run(tmp_path):
+    """The result JSON beside the artifact says --limit: refused even at full size."""
+    folder = tmp_path / "task" / "cell.artifacts"
+    folder.mkdir(parents=True)
+    np.savez(folder / SIMILARITY_ARTIFACT, sim=np.zeros((2, 3), np.float32),
+             vis_ids=np.array(["a", "b"]), txt_ids=np.array(["x", "y", "z"]))
+    (tmp_path / "task" / "cell.json").write_text('{"limit": 20}')
+    with pytest.raises(CtxbenchError, match="--limit 20, a partial run"):
+        export_submission(tmp_path, tmp_path / "s.pkl")
+    assert export_submission(tmp_path, tmp_path / "s.pkl", force=True).is_file()
 
 
 # ----------------------------------------------------------------------------- TTA, video
