@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import math
 import json
 import re
 import zlib
@@ -562,3 +563,46 @@ def test_empty_results_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     page = write_report(tmp_path / "empty").read_text()
     assert "No results found in" in page
+
+
+def _text_boxes(fig, artists):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return [a.get_window_extent(renderer) for a in artists if a.get_text()]
+
+
+def test_labels_do_not_overlap_or_leave_the_figure():
+    """Issue 17: per-tag SRCC tick labels (long tag names) never overlap each other, and
+    the confusion matrices' colour-bar label lies inside the figure."""
+    long_tags = ["kitchen counter", "studio", "photographic style", "textured style", "night sky",
+                 "line drawing", "flat style", "snowfield", "meadow", "ocean", "desert", "forest"]
+    results = [r for r in synthetic_results(["a", "b"], bad=False)
+               if r.family in ("aesthetics", "metadata_sentiment")]
+    for r in results:
+        if "per_tag" in r.tables:
+            base = r.tables["per_tag"][0]
+            r.tables["per_tag"] = [dict(base, tag=t) for t in long_tags]
+    for task in sorted({r.task for r in results}):
+        rs = [r for r in results if r.task == task]
+        plots = {p.title: p for p in make_plots(TaskData(task, rs[0].family, rs,
+                                                         backend_colors(["a", "b"])))}
+        if "SRCC per tag" in plots and not plots["SRCC per tag"].skipped:
+            fig = plots["SRCC per tag"].figure
+            labels = fig.axes[0].get_xticklabels()
+            boxes = _text_boxes(fig, labels)
+            assert len(boxes) == len(long_tags)
+            angle = math.radians(labels[0].get_rotation())
+            if angle == 0:
+                for b1, b2 in itertools.combinations(boxes, 2):
+                    assert not b1.overlaps(b2), "per-tag tick labels overlap"
+            else:   # parallel tilted lines: their perpendicular gap must hold a line of text
+                step = (boxes[1].x1 - boxes[0].x1)
+                line = labels[0].get_fontsize() * fig.dpi / 72
+                assert step * math.sin(angle) >= line, "tilted per-tag tick labels overlap"
+                assert all(lab.get_horizontalalignment() == "right" for lab in labels)
+        if "Confusion matrix" in plots and not plots["Confusion matrix"].skipped:
+            fig = plots["Confusion matrix"].figure
+            bar = fig.axes[-1]
+            (box,) = _text_boxes(fig, [bar.yaxis.label])
+            assert "share of the true class" in bar.yaxis.label.get_text()
+            assert 0 <= box.x0 and box.x1 <= fig.bbox.width and 0 <= box.y0 and box.y1 <= fig.bbox.height

@@ -120,6 +120,18 @@ def _ae_scatter(data: TaskData, backends: list[str]) -> Iterator[Plot]:
                f"(Pearson) and SRCC (Spearman) of probe {', '.join(sorted(used))} in each legend." + cap)
 
 
+def _tilt_crowded_labels(ax, labels: list[str], axes_inches: float) -> None:
+    """Tick labels that would touch side by side (about 0.085 in per character at the
+    report's font size) are tilted 40 degrees and anchored at their right end, so each
+    ends under its own group instead of running into the next one."""
+    per_group = axes_inches / max(len(labels), 1)
+    if max((len(t) for t in labels), default=0) * 0.085 + 0.1 > per_group:
+        for lab in ax.get_xticklabels():
+            lab.set_rotation(40)
+            lab.set_horizontalalignment("right")
+            lab.set_rotation_mode("anchor")
+
+
 def _ae_tags(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "SRCC per tag"
     rows_of = data.table_rows("per_tag", backends)
@@ -146,7 +158,7 @@ def _ae_tags(data: TaskData, backends: list[str]) -> Iterator[Plot]:
         ax.set_xlabel("tag")
         ax.set_ylabel("SRCC (Spearman ρ, -1 to 1)")
         ax.set_title(f"probe: {kind}")
-        ax.tick_params(axis="x", labelrotation=30 if len(tags) > 6 else 0)
+        _tilt_crowded_labels(ax, tags, fig.get_figwidth() - legend_height(0) - 2.5)
         add_backend_legend(fig, data, have)
         note = missing_note(missing, "these backend/tags")
     else:

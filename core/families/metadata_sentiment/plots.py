@@ -68,7 +68,7 @@ def _ms_confusion(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     rows = math.ceil(len(shown) / cols)
     k = max(len(data.result(b).details.get("classes") or ()) for b in shown)
     side = max(3.0, 0.36 * k + 1.4)
-    fig = new_figure(side * cols + 1.0, side * rows + 0.3)
+    fig = new_figure(side * cols + 1.4, side * rows + 0.3)
     axes = grid(fig, len(shown), cols)
     used = set()
     for ax, b in zip(axes, shown):
@@ -85,7 +85,11 @@ def _ms_confusion(data: TaskData, backends: list[str]) -> Iterator[Plot]:
         ax.set_title(short(f"{b} · {proto}", 40) if proto else short(b, 40))
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-    fig.colorbar(im, ax=list(axes), label="share of the true class (%)", shrink=0.8)
+    # the bar's label is drawn inside the figure by constrained layout only when it
+    # is part of the colour bar's own axes: set it there, and leave room on the right
+    bar = fig.colorbar(im, ax=list(axes), shrink=0.8, pad=0.02)
+    bar.set_label("share of the true class (%)", labelpad=6)
+    bar.ax.yaxis.set_label_position("right")
     yield Plot(title, fig, "Rows: true class, columns: predicted class, cells: % of the true "
                f"class's test items (rows sum to 100), for protocol {', '.join(sorted(used))}." + cap)
 
