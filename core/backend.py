@@ -20,7 +20,7 @@ Contract, checked by the runner for every batch (see encoder.py):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 from PIL import Image
@@ -52,6 +52,49 @@ class Backend(Protocol):
                      contexts: Sequence[str | None]) -> torch.Tensor: ...
 
 
+NO_VARIANT = object()   # BackendArg.variant when the kit picks the alternative itself
+
+
+@dataclass(frozen=True)
+class BackendArg:
+    """One keyword argument of a backend factory (``--backend-arg name=value``).
+
+    ``type`` is a Python type or a tuple of accepted types; a value is checked
+    against it before any model loads (an int is accepted for a float; ``None``
+    when the default is ``None``). ``choices`` lists every accepted value where
+    the set is closed. ``variant`` is a second valid value the conformance kit
+    builds the backend with to check that the fingerprint follows the argument
+    (``fingerprint_covers_args``); without one the kit flips a bool, takes
+    another choice, or moves a number, and skips the rest (paths, model ids,
+    free text). ``vary=False`` tells the kit not to try (e.g. a cache folder).
+    """
+
+    name: str
+    type: type | tuple[type, ...]
+    default: Any = None
+    help: str = ""
+    choices: tuple = ()
+    variant: Any = NO_VARIANT
+    vary: bool = True
+
+    def type_name(self) -> str:
+        kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        return " | ".join(getattr(k, "__name__", str(k)) for k in kinds)
+
+    def accepts(self, value: Any) -> tuple[bool, Any]:
+        """(ok, value as the factory gets it): int -> float for float args."""
+        kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        if value is None and (self.default is None or type(None) in kinds):
+            return True, value
+        if isinstance(value, bool) and bool not in kinds:
+            return False, value   # bool is an int subclass: true is not a number here
+        if isinstance(value, kinds):
+            return True, value
+        if float in kinds and isinstance(value, int):
+            return True, float(value)
+        return False, value
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """How a plugin registers a backend.
@@ -59,6 +102,11 @@ class BackendSpec:
     ``factory(device: str, **args) -> Backend``. ``args`` come from
     ``--backend-arg key=value`` (values parsed as YAML scalars).
     ``default_batch_size`` is used unless ``--batch-size`` is given.
+    ``args`` declares every keyword argument the factory accepts (name, type,
+    default, help): the CLI refuses unknown names and wrong types before loading
+    anything, and ``ctxbench list backends --details NAME`` shows them. A spec
+    that declares none (``args=()``, older or third-party plugins) is not
+    checked; the conformance kit says so.
     """
 
     name: str
@@ -67,3 +115,40 @@ class BackendSpec:
     default_batch_size: int = 32
     default_args: dict[str, Any] = field(default_factory=dict)
     embedded_default: bool = False  # run by `ctxbench run` when no --backend is given
+    args: tuple[BackendArg, ...] = ()
+
+
+def check_backend_args(spec: BackendSpec, args: Mapping[str, Any]) -> dict[str, Any]:
+    """``args`` checked against ``spec.args`` (names, types, choices), as the factory
+    will get them; raises :class:`~ctxbench.errors.CtxbenchError` naming the argument
+    with did-you-mean. Undeclared specs (``args=()``) pass unchanged."""
+    from .errors import CtxbenchError
+    from .name_registry import close_matches
+
+    if not spec.args:
+        return dict(args)
+    declared = {a.name: a for a in spec.args}
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        arg = declared.get(key)
+        if arg is None:
+            near = close_matches(key, list(declared))
+            hint = f" Did you mean {' or '.join(near)}?" if near else ""
+            raise CtxbenchError(
+                f"backend {spec.name!r} has no argument {key!r}.{hint} Its arguments: "
+                f"{', '.join(declared)} (ctxbench list backends --details {spec.name}); "
+                f"an argument for one backend only is written --backend-arg BACKEND:{key}=VALUE")
+        ok, value = arg.accepts(value)
+        if not ok:
+            quote = " (quote it to pass text: key='123')" if str in (
+                arg.type if isinstance(arg.type, tuple) else (arg.type,)) else ""
+            raise CtxbenchError(f"backend {spec.name!r}: argument {key}={value!r} is "
+                                f"{type(value).__name__}, expected {arg.type_name()}{quote}")
+        if arg.choices and value is not None and str(value).lower() not in {
+                str(c).lower() for c in arg.choices}:
+            near = close_matches(str(value), [str(c) for c in arg.choices])
+            hint = f" Did you mean {' or '.join(near)}?" if near else ""
+            raise CtxbenchError(f"backend {spec.name!r}: argument {key}={value!r} is not one of "
+                                f"{', '.join(map(str, arg.choices))}.{hint}")
+        out[key] = value
+    return out

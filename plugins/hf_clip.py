@@ -24,12 +24,21 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 
+from . import common_args as ca
 from . import hf_common as hc
 
 SIGLIP_TYPES = ("siglip", "siglip2")
+ARGS = (
+    ca.model("hub id or local directory of a CLIP/SigLIP dual encoder"), ca.REVISION, ca.DTYPE,
+    ca.DEVICE_MAP,
+    BackendArg("text_padding", str, "auto", "auto (max_length for SigLIP, else longest), longest "
+                                            "or max_length", choices=("auto", "longest", "max_length")),
+    BackendArg("max_length", int, None, "text token limit (default: the model's)", variant=16),
+    ca.CONTEXT_FUSION, ca.FUSION_WEIGHT, ca.min_vocab(100),
+)
 
 
 class HFDualEncoder(hc.DualEncoderMixin):
@@ -109,4 +118,5 @@ def ctxbench_backends():
         description="transformers dual encoder (CLIP/SigLIP/SigLIP2); args: model, revision, dtype, "
                     "device_map, text_padding, max_length, context_fusion=none|late, fusion_weight",
         default_batch_size=64,
+        args=ARGS,
     )]

@@ -37,12 +37,21 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 
+from . import common_args as ca
 from . import hf_common as hc
 
 HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+ARGS = (
+    BackendArg("arch", str, None, "open_clip architecture (open_clip.list_models()), e.g. ViT-B-32"),
+    BackendArg("pretrained", str, None, "pretrained tag of arch (e.g. laion2b_s34b_b79k) or a "
+                                        "local checkpoint file (required)"),
+    BackendArg("model_config", str, None, "JSON architecture config registered with "
+                                          "open_clip.add_model_config (its stem is the arch)"),
+    ca.DTYPE, ca.CONTEXT_FUSION, ca.FUSION_WEIGHT, ca.min_vocab(1000),
+)
 _PRECISION = {torch.float32: "fp32", torch.bfloat16: "pure_bf16", torch.float16: "pure_fp16"}
 
 
@@ -210,4 +219,5 @@ def ctxbench_backends():
         description="OpenCLIP model; args: arch, pretrained=<tag|checkpoint>, model_config=<arch.json>, "
                     "dtype, context_fusion=none|late, fusion_weight",
         default_batch_size=64,
+        args=ARGS,
     )]

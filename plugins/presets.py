@@ -131,13 +131,24 @@ def _factory(preset: Preset) -> Callable[..., Any]:
     return build
 
 
+def base_args() -> dict[str, tuple]:
+    """The declared arguments of each base backend: a preset accepts exactly those."""
+    from .hf_clip import ARGS as hf_clip
+    from .open_clip_backend import ARGS as open_clip
+    from .vlm_caption import ARGS as vlm_caption
+    from .vlm_embed import ARGS as vlm_embed
+    return {"hf_clip": hf_clip, "open_clip": open_clip, "vlm_embed": vlm_embed,
+            "vlm_caption": vlm_caption}
+
+
 def spec_for(preset: Preset) -> BackendSpec:
     text = f"[{preset.paper}] {preset.description}" if preset.paper else preset.description
     text += f" (preset of {preset.backend})"
     if preset.note:
         text += f" Note: {preset.note}"
     return BackendSpec(name=preset.name, factory=_factory(preset), description=text,
-                       default_batch_size=_BATCH[preset.backend], default_args=dict(preset.args))
+                       default_batch_size=_BATCH[preset.backend], default_args=dict(preset.args),
+                       args=base_args()[preset.backend])
 
 
 @hookimpl

@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 from ctxbench.inputs import context_key, pil_key, text_key
 
 PLUGIN_VERSION = "1"
+ARGS = (BackendArg("dim", int, 64, "embedding dimension"),
+        BackendArg("seed", int, 0, "seed of the pseudo-random vectors"))
 
 
 class RandomBackend:
@@ -53,5 +55,6 @@ def ctxbench_backends():
         factory=lambda device="cpu", **args: RandomBackend(device=device, **args),
         description="seeded chance baseline (args: dim=64, seed=0)",
         default_batch_size=256,
+        args=ARGS,
         embedded_default=True,
     )]

@@ -57,6 +57,7 @@ def make_toy_clip(device: str = "cpu", **args):
 
 @hookimpl
 def ctxbench_backends():
+    from .open_clip_backend import ARGS
     return [BackendSpec(
         name="toy_clip",
         factory=make_toy_clip,
@@ -64,4 +65,5 @@ def ctxbench_backends():
                     "(open_clip ViT 64px/8, ~8M params; see ctxbench_plugins/toy_clip/card.json)",
         default_batch_size=256,
         embedded_default=True,
+        args=tuple(a for a in ARGS if a.name in PASSED_ARGS),
     )]

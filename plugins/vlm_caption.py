@@ -38,13 +38,15 @@ import torch
 from PIL import Image
 
 from ctxbench.io.atomic import atomic_path
-from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 from ctxbench.inputs import context_key, pil_key
 
+from . import common_args as ca
 from . import hf_common as hc
 from .text_embedder import TextEmbedder
-from .vlm_embed import CONTEXT_SIDES, VLMPrompter, check_template, fill, load_vlm
+from .vlm_embed import (CONTEXT_SIDES, CONTEXT_SIDES_ARG, IMAGE_TOKEN, PROMPT_FORMAT, RAW_WRAP,
+                        SYSTEM_PROMPT, VLMPrompter, check_template, fill, load_vlm)
 
 CAPTION_PROMPT = "<image>\nDescribe this image in one sentence."
 CAPTION_CONTEXT_PROMPT = ("Context: <context>\n<image>\nDescribe this image in one sentence, "
@@ -53,6 +55,33 @@ QUERY_PROMPT = "<sent>"
 QUERY_CONTEXT_PROMPT = "Context: <context>\n<sent>"
 CAPTION_EMBED_PROMPT = "<sent>"
 DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
+ARGS = (
+    ca.model("hub id or local directory of the captioning VLM"),
+    BackendArg("embedder", str, DEFAULT_EMBEDDER, "hub id or local directory of the text embedder"),
+    ca.REVISION, BackendArg("embedder_revision", str, None, "hub revision of embedder"),
+    ca.DTYPE, ca.DEVICE_MAP, PROMPT_FORMAT,
+    BackendArg("caption_prompt", str, CAPTION_PROMPT, "captioning template (<image> once)",
+               variant="<image>\nWhat does this image show?"),
+    BackendArg("caption_context_prompt", str, CAPTION_CONTEXT_PROMPT,
+               "captioning template with a context (<image>, <context>)",
+               variant="Story: <context>\n<image>\nWhat does this image show in the story?"),
+    BackendArg("query_prompt", str, QUERY_PROMPT, "query template (<sent> once)",
+               variant="Query: <sent>"),
+    BackendArg("query_context_prompt", str, QUERY_CONTEXT_PROMPT,
+               "query template with a context (<sent>, <context>)",
+               variant="Story: <context>\nQuery: <sent>"),
+    BackendArg("caption_embed_prompt", str, CAPTION_EMBED_PROMPT,
+               "template the caption is embedded with (<sent> once)", variant="Caption: <sent>"),
+    RAW_WRAP, IMAGE_TOKEN, SYSTEM_PROMPT,
+    BackendArg("max_new_tokens", int, 64, "caption length limit (greedy decoding)", variant=4),
+    BackendArg("embed_pooling", str, "auto", "text embedder pooling: auto, mean, last or cls",
+               choices=("auto", "mean", "last", "cls")),
+    BackendArg("embed_max_length", int, 512, "text embedder token limit", variant=8),
+    CONTEXT_SIDES_ARG,
+    BackendArg("cache_dir", str, None, "caption cache folder (default <ctxbench cache>/captions; "
+                                       "none: memory only)", vary=False),
+    ca.min_vocab(100),
+)
 
 
 class CaptionStore:
@@ -238,4 +267,5 @@ def ctxbench_backends():
         description="VLM caption (greedy, context in the prompt) embedded by a text embedder; args: "
                     "model, embedder, dtype, max_new_tokens, caption_prompt, query_prompt, ...",
         default_batch_size=8,
+        args=ARGS,
     )]

@@ -46,9 +46,10 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ctxbench.backend import BackendSpec, Capabilities
+from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 
+from . import common_args as ca
 from . import hf_common as hc
 
 E5V_IMAGE_PROMPT = "<image>\nSummary above image in one word:"
@@ -69,6 +70,36 @@ RAW_IMAGE_TOKENS = {
 }
 CONTEXT_SIDES = {"both": (True, True), "image": (True, False), "text": (False, True),
                  "none": (False, False)}
+PROMPT_FORMAT = BackendArg("prompt_format", str, "auto", "chat (the processor's chat template), raw "
+                                                       "(raw_wrap), or auto (chat if it has one)",
+                           choices=("auto", "chat", "raw"))
+RAW_WRAP = BackendArg("raw_wrap", str, "<prompt>", "raw format: text around the prompt, <prompt> "
+                                                   "marks where", variant="Input: <prompt>\n")
+IMAGE_TOKEN = BackendArg("image_token", str, None, "raw format: the model's image placeholder "
+                                                   "(default: known per model type)", vary=False)
+SYSTEM_PROMPT = BackendArg("system_prompt", str, None, "chat format: a system message",
+                           variant="You are an embedding model.")
+CONTEXT_SIDES_ARG = BackendArg("context_sides", str, "both", "where a context may enter: both, "
+                                                             "image, text or none",
+                               choices=("both", "image", "text", "none"))
+ARGS = (
+    ca.model("hub id or local directory of an image-text-to-text model"), ca.REVISION, ca.DTYPE,
+    ca.DEVICE_MAP, PROMPT_FORMAT,
+    BackendArg("image_prompt", str, E5V_IMAGE_PROMPT, "image template (<image> once)",
+               variant="<image>\nDescribe the image in one word:"),
+    BackendArg("text_prompt", str, E5V_TEXT_PROMPT, "text template (<sent> once)",
+               variant="<sent>\nDescribe the sentence in one word:"),
+    BackendArg("image_context_prompt", str, IMAGE_CONTEXT_PROMPT,
+               "image template with a context (<image>, <context>)",
+               variant="Story: <context>\n<image>\nSummary above image in one word:"),
+    BackendArg("text_context_prompt", str, TEXT_CONTEXT_PROMPT,
+               "text template with a context (<sent>, <context>)",
+               variant="Story: <context>\n<sent>\nSummary above sentence in one word:"),
+    RAW_WRAP, IMAGE_TOKEN, SYSTEM_PROMPT, CONTEXT_SIDES_ARG,
+    BackendArg("pooling", str, "last", "last token (E5-V) or mean", choices=("last", "mean")),
+    BackendArg("normalize", bool, True, "L2-normalise the embeddings"),
+    ca.min_vocab(100),
+)
 _PLACEHOLDER = re.compile(r"(<image>|<sent>|<context>)")
 IMAGE = object()   # marks the image's place in a filled template
 
@@ -268,4 +299,5 @@ def ctxbench_backends():
                     "dtype, device_map, prompt_format, image_prompt, text_prompt, *_context_prompt, "
                     "context_sides, pooling",
         default_batch_size=8,
+        args=ARGS,
     )]
