@@ -226,7 +226,9 @@ def test_pytest_plugin_in_the_authors_repo(installed_example):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=src, env=env, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    # 3 classes (factory, registered name, command line) x 13 checks; each skips
-    # image_context and video, which the plugin does not declare
-    assert "33 passed, 6 skipped" in out, out[-1500:]
+    # 4 classes (factory, registered name, args built in tmp_path, command line) x 14
+    # checks; each skips image_context and video, which the plugin does not declare
+    assert "48 passed, 8 skipped" in out, out[-1500:]
     assert "ctxbench conformance: colour-histogram" in out
+    assert "instance methods are deprecated" not in out   # pytest 10 would refuse the fixture
+    assert "--backend-arg palette=" in out and "fingerprint_covers_args  resolution=" in out

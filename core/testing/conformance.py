@@ -26,6 +26,10 @@ Checks:
 - ``video``: ``encode_videos`` gives [N, D] when declared;
 - ``cached_encoder``: through :class:`~ctxbench.encoder.CachedEncoder` the results
   equal the direct calls (duplicates served once);
+- ``fingerprint_covers_args``: each declared argument (``BackendSpec.args``) varied
+  to a second value changes the fingerprint whenever it changes the outputs (see
+  :mod:`ctxbench.testing.arg_coverage`); a backend that declares none gets a
+  warning (skip);
 - ``speed``: items per second for images and texts (informational).
 
 Tolerance: ``atol`` (default 1e-4; 2e-2 when the backend's ``dtype`` attribute is
@@ -46,7 +50,7 @@ from ..backend import BackendSpec, Capabilities
 
 CHECKS = ("build", "protocol", "fingerprint", "image_output", "text_output", "normalized",
           "determinism", "batch_invariance", "image_context", "text_context", "video",
-          "cached_encoder", "speed")
+          "cached_encoder", "fingerprint_covers_args", "speed")
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 
@@ -76,6 +80,7 @@ class ConformanceReport:
     capabilities: dict = field(default_factory=dict)
     dim: int | None = None
     speed: dict = field(default_factory=dict)
+    reproduce: str = ""   # a command that runs these checks again (see reproduce.py)
 
     @property
     def ok(self) -> bool:
@@ -94,9 +99,7 @@ class ConformanceReport:
         return asdict(self)
 
     def summary(self) -> str:
-        head = f"ctxbench check-backend {self.backend}"
-        if self.args:
-            head += " " + " ".join(f"--backend-arg {k}={v}" for k, v in self.args.items())
+        head = self.reproduce or f"conformance of {self.backend}"
         lines = [head, f"  device: {self.device}", f"  fingerprint: {self.fingerprint or '-'}",
                  f"  capabilities: {self.capabilities or '-'}", f"  dimension: {self.dim or '-'}"]
         width = max(len(c) for c in CHECKS)
@@ -157,9 +160,12 @@ def _default_atol(backend: Any) -> float:
 
 
 class _Runner:
-    def __init__(self, build: Callable[[], Any], report: ConformanceReport, atol: float | None,
-                 batch_size: int, n: int, rebuild: bool):
+    def __init__(self, build: Callable[..., Any], report: ConformanceReport, atol: float | None,
+                 batch_size: int, n: int, rebuild: bool, declared: tuple | None = None,
+                 variable: bool = True):
         self.build, self.report, self.atol = build, report, atol
+        self.declared, self.variable = declared, variable
+        self.merged: dict = {}   # the arguments the backend was built with
         self.batch_size, self.n, self.rebuild = batch_size, n, rebuild
         self.images, self.texts, self.contexts = probe_inputs(n)
         self.backend: Any = None
@@ -353,6 +359,24 @@ class _Runner:
             raise CheckFailed(f"CachedEncoder.texts differs from encode_texts by {dt:.2e}")
         return f"matches direct calls (diff {max(d, dt):.1e}); duplicates encoded once"
 
+    def check_fingerprint_covers_args(self):
+        from .arg_coverage import covers
+        if not self.declared:
+            raise CheckSkipped("warning: the backend declares no arguments (BackendSpec.args), so "
+                               "neither the CLI nor this check can verify them; declare them")
+        if not self.variable:
+            raise CheckSkipped("a built backend was given: arguments cannot be varied")
+        floor = max(4 * self.noise, self.atol or 0.0)
+        uncovered, varied, skipped = covers(self.backend, self.build, self.declared,
+                                            self.merged,
+                                            (self.images, self.texts, self.contexts), floor)
+        if uncovered:
+            raise CheckFailed(f"{', '.join(uncovered)} changes the embeddings but not the "
+                              f"fingerprint: put every argument that changes outputs into "
+                              f"fingerprint() (it is written into every result)")
+        return ("; ".join(varied) or "nothing varied") + (
+            f"; skipped: {', '.join(skipped)}" if skipped else "")
+
     def check_speed(self):
         from ..inputs import ImageRef
         reps = max(1, 16 // self.n)
@@ -375,28 +399,45 @@ class _Runner:
 
 def run_conformance(target: BackendSpec | Callable[..., Any] | Any, args: dict | None = None,
                     device: str = "cpu", *, name: str | None = None, batch_size: int | None = None,
-                    atol: float | None = None, n: int = 6, rebuild: bool = True) -> ConformanceReport:
+                    atol: float | None = None, n: int = 6, rebuild: bool = True,
+                    declared_args: tuple | None = None,
+                    vary_args: bool = True) -> ConformanceReport:
     """Run every check on a backend and return the report (never raises for a check).
 
     ``target``: a BackendSpec (built with ``factory(device=device, **{**default_args,
-    **args})``), a factory callable (``factory(device=device, **args)``), or an
-    already built backend (then ``args`` must be empty and rebuild is not checked).
+    **args})``; its ``args`` declarations drive ``fingerprint_covers_args``), a
+    factory callable (``factory(device=device, **args)``; pass ``declared_args``
+    to have its arguments varied), or an already built backend (then ``args`` must
+    be empty and neither rebuild nor argument variation is checked).
+    ``vary_args=False`` skips the variation (it builds the backend once per
+    varied argument).
     """
+    from .reproduce import reproduce_line
     args = dict(args or {})
+    merged, variable = dict(args), bool(vary_args)
     if isinstance(target, BackendSpec):
         spec = target
         merged = {**spec.default_args, **args}
-        build = lambda: spec.factory(device=device, **merged)  # noqa: E731
+        factory = spec.factory
         name = name or spec.name
         batch_size = batch_size or spec.default_batch_size
+        declared_args = spec.args if declared_args is None else declared_args
     elif callable(target) and not hasattr(target, "encode_images"):
-        build = lambda: target(device=device, **args)  # noqa: E731
+        factory = target
         name = name or getattr(target, "__name__", "backend")
     else:
         if args:
             raise ValueError("args cannot be applied to an already built backend")
-        build = lambda: target  # noqa: E731
+        factory = lambda device, **over: target  # noqa: E731
         name = name or type(target).__name__
-        rebuild = False
-    report = ConformanceReport(backend=name, args=args, device=device)
-    return _Runner(build, report, atol, int(batch_size or 4), max(3, int(n)), rebuild).run()
+        rebuild = variable = False
+
+    def build(**overrides):
+        return factory(device=device, **{**merged, **overrides})
+
+    report = ConformanceReport(backend=name, args=args, device=device,
+                               reproduce=reproduce_line(target, name, args, device))
+    runner = _Runner(build, report, atol, int(batch_size or 4), max(3, int(n)), rebuild,
+                     tuple(declared_args or ()), variable)
+    runner.merged = merged
+    return runner.run()

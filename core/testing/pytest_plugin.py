@@ -11,6 +11,23 @@ check (``test_conformance[determinism]``, ...) fails with the check's message::
         args = {"dim": 64}              # --backend-arg equivalents
         device = "cpu"
 
+Arguments that need files made for the test session (a tiny model saved into a
+temporary folder) come from the classmethod ``build_args``, called once per class
+with pytest's ``tmp_path_factory``::
+
+    class TestMyModel(BackendConformance):
+        factory = staticmethod(make)
+
+        @classmethod
+        def build_args(cls, tmp_path_factory):
+            path = tmp_path_factory.mktemp("model")
+            save_tiny_model(path)
+            return {"model": str(path)}
+
+A factory-based class may set ``declared_args`` (a tuple of
+:class:`~ctxbench.backend.BackendArg`) so that ``fingerprint_covers_args`` varies
+its arguments; a registered backend's declarations come from its BackendSpec.
+
 From the command line - load this module as a plugin and point it at a
 registered backend (no test file needed)::
 
@@ -29,8 +46,10 @@ from typing import Any, Callable
 
 import pytest
 
-# absolute import: pytest may also collect this file by path under another module name
-from .conformance import CHECKS, FAIL, SKIP, ConformanceReport, run_conformance
+# absolute imports: pytest may also collect this file by path under another module
+# name (e.g. core.testing.pytest_plugin), whose relative imports would load a second
+# copy of ctxbench whose BackendSpec is not the plugins' one
+from ctxbench.testing.conformance import CHECKS, FAIL, SKIP, ConformanceReport, run_conformance
 
 _REPORTS: list[ConformanceReport] = []
 
@@ -60,14 +79,17 @@ def parse_backend_args(items: list[str]) -> dict:
 
 def resolve_backend(name: str):
     """The BackendSpec registered under ``name`` (entry points of group ``ctxbench``)."""
-    from ..plugin_host import load_plugins
+    from ctxbench.plugin_host import load_plugins
 
     host = load_plugins()
     return host.backends.get(name)
 
 
 class BackendConformance:
-    """Base class: set ``backend`` (a registered name) or ``factory``, plus ``args``."""
+    """Base class: set ``backend`` (a registered name) or ``factory``, plus ``args``
+    (or ``build_args``); ``device``, ``atol`` (None: 1e-4, or 2e-2 for a bf16/fp16
+    ``dtype`` attribute), ``rebuild`` (build twice to check the fingerprint),
+    ``vary_args`` (run fingerprint_covers_args) and ``declared_args`` tune it."""
 
     backend: str | None = None
     factory: Callable[..., Any] | None = None
@@ -75,22 +97,33 @@ class BackendConformance:
     device: str = "cpu"
     atol: float | None = None
     rebuild: bool = True
+    vary_args: bool = True
+    declared_args: tuple | None = None
+
+    @classmethod
+    def build_args(cls, tmp_path_factory) -> dict:
+        """The backend's arguments, built once per class (override to make files in a
+        temporary folder); the default is ``args``."""
+        return dict(cls.args)
 
     @pytest.fixture(scope="class")
-    def ctxbench_report(self, request) -> ConformanceReport:
+    @classmethod
+    def ctxbench_report(cls, request, tmp_path_factory) -> ConformanceReport:
         config = request.config
-        name = self.backend
-        if name is None and self.factory is None:
+        name = cls.backend
+        if name is None and cls.factory is None:
             name = config.getoption("ctxbench_backend", default=None)
-        args = {**self.args, **parse_backend_args(config.getoption("ctxbench_backend_arg", default=[]) or [])}
-        device = config.getoption("ctxbench_device", default=None) or self.device
+        extra = parse_backend_args(config.getoption("ctxbench_backend_arg", default=[]) or [])
+        args = {**cls.build_args(tmp_path_factory), **extra}
+        device = config.getoption("ctxbench_device", default=None) or cls.device
         if name:
             target = resolve_backend(name)
-        elif self.factory is not None:
-            target = self.factory
+        elif cls.factory is not None:
+            target = cls.factory
         else:
             pytest.skip("no backend: set `backend` or `factory` on the class, or pass --ctxbench-backend")
-        report = run_conformance(target, args, device, atol=self.atol, rebuild=self.rebuild)
+        report = run_conformance(target, args, device, atol=cls.atol, rebuild=cls.rebuild,
+                                 declared_args=cls.declared_args, vary_args=cls.vary_args)
         _REPORTS.append(report)
         return report
 
