@@ -1,12 +1,16 @@
 """Command-line interface (stable: scripts and CI call it).
 
     ctxbench run --task all                 # embedded default: every task, default backends
-    ctxbench run --task context_retrieval --backend open_clip --backend-arg arch=ViT-B-32
-    ctxbench list tasks|backends|metrics|families|loaders
+    ctxbench run --task context_retrieval --backend open_clip --backend-arg arch=ViT-B-32 --backend-arg pretrained=laion2b_s34b_b79k
+    ctxbench list tasks                     # also: backends, metrics, families, loaders
+    ctxbench list backends --details open_clip                 # a backend's arguments
     ctxbench validate tasks/
-    ctxbench leaderboard --results leaderboards/embedded --out leaderboards/embedded.md
-    ctxbench report --results leaderboards/embedded           # self-contained HTML
+    ctxbench leaderboard --results leaderboards/embedded --out embedded.md
+    ctxbench report --results leaderboards/embedded --out report.html   # self-contained HTML
     ctxbench check-backend random                              # plugin conformance kit
+
+(Commands that name open_clip, hf_clip or a preset need its weights: downloaded once
+with network, or a local copy, see `ctxbench list backends --details NAME`.)
 
 Exit codes: 0 success; 1 a cell failed (the others still ran); 2 bad usage or config.
 """
@@ -25,23 +29,49 @@ from .errors import CtxbenchError
 
 EXAMPLES = {
     "run": "example: ctxbench run --task all\n"
+           "         ctxbench run --task context_retrieval_synthetic --backend random "
+           "--backend-arg dim=128 --limit 20\n"
            "         ctxbench run --task context_retrieval --backend random,open_clip "
-           "--backend-arg open_clip:arch=ViT-B-32 --limit 20",
-    "list": "example: ctxbench list backends",
+           "--backend-arg open_clip:arch=ViT-B-32 "
+           "--backend-arg open_clip:pretrained=laion2b_s34b_b79k --limit 20",
+    "list": "example: ctxbench list backends\n"
+            "         ctxbench list backends --details random",
     "validate": "example: ctxbench validate tasks/",
     "leaderboard": "example: ctxbench leaderboard --results leaderboards/embedded "
                    "--out leaderboards/embedded.md",
     "export-epic": "example: ctxbench export-epic results/run/epic100_mir submission.pkl --sls-pt 5",
     "toy": "example: ctxbench toy train --out plugins/toy_clip --seed 0 --steps 1500",
-    "report": "example: ctxbench report --results results/embedded --out report.html",
-    "check-backend": "example: ctxbench check-backend open_clip --backend-arg arch=ViT-B-32 "
+    "report": "example: ctxbench report --results leaderboards/embedded --out report.html",
+    "check-backend": "example: ctxbench check-backend random --backend-arg dim=32\n"
+                     "         ctxbench check-backend open_clip --backend-arg arch=ViT-B-32 "
                      "--backend-arg pretrained=/models/vit_b32.safetensors",
 }
 
 
-def _parse_backend_args(items: list[str], backends: list[str]) -> dict[str, dict[str, Any]]:
+def _parse_backend_args(items: list[str], backends: list[str], host) -> dict[str, dict[str, Any]]:
+    """``--backend-arg`` values per backend, checked against each backend's declared
+    arguments (unknown name or wrong type: a usage error, before any model loads)."""
+    from .backend import check_backend_args
     from .backend_args import parse_assignments
-    return parse_assignments(items, backends, "--backend-arg")
+    parsed = parse_assignments(items, backends, "--backend-arg")
+    return {n: check_backend_args(host.backends.get(n), parsed[n]) for n in backends}
+
+
+def _backend_spec(host, name: str):
+    """The spec registered as ``name``; when there is none and a plugin failed to
+    load, the error says which, why and where (it may be the one providing it)."""
+    from .errors import UnknownNameError
+    try:
+        return host.backends.get(name)
+    except UnknownNameError as exc:
+        if not host.failures:
+            raise
+        from .name_registry import close_matches
+        near = set(close_matches(name, [f.plugin for f in host.failures]))
+        failed = sorted(host.failures, key=lambda f: f.plugin not in near)
+        lines = "; ".join(f"plugin {f.plugin} ({f.source}) failed to load: {f.error}" for f in failed)
+        raise CtxbenchError(f"{exc} It may come from a plugin that failed to load: {lines}. "
+                            "Fix that plugin (ctxbench list backends shows every failure).") from None
 
 
 def _host():
@@ -126,10 +156,10 @@ def cmd_run(args) -> int:
             raise CtxbenchError(f"--backend {','.join(args.backend)!r} names no backend "
                                 "(ctxbench list backends)")
         for n in names:
-            host.backends.get(n)  # unknown name -> error with suggestions
+            _backend_spec(host, n)  # unknown name -> error with suggestions
     else:
         names = [n for n in host.backends.names() if host.backends.get(n).embedded_default]
-    backend_args = _parse_backend_args(args.backend_arg, names)
+    backend_args = _parse_backend_args(args.backend_arg, names, host)
     name = args.name or ("embedded" if not args.backend else "run")
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(name)
     # with Ray, a CPU-only driver must not decide the workers' device
@@ -170,10 +200,13 @@ def cmd_list(args) -> int:
         print(tabulate(rows, ["task", "family", "groups", "description"], tablefmt="simple"))
         for path, exc in registry.invalid.items():
             print(f"INVALID {path}: {exc}")
+    elif what == "backends" and args.details:
+        print(backend_details(_backend_spec(host, args.details), host))
     elif what == "backends":
         rows = [[n, host.backends.origin(n), "yes" if host.backends.get(n).embedded_default else "",
-                 host.backends.get(n).description] for n in host.backends.names()]
+                 _short(host.backends.get(n).description)] for n in host.backends.names()]
         print(tabulate(rows, ["backend", "plugin", "default", "description"], tablefmt="simple"))
+        print("\nctxbench list backends --details NAME: a backend's description and arguments")
     elif what == "metrics":
         rows = [[n, m.family, "higher" if m.higher_is_better else "lower", m.description,
                  m.reference] for n, m in ((n, host.metrics.get(n)) for n in host.metrics.names())]
@@ -189,6 +222,34 @@ def cmd_list(args) -> int:
     for f in host.failures:
         print(f"FAILED plugin {f.plugin} ({f.source}): {f.error}")
     return 0
+
+
+def _short(text: str, width: int = 90) -> str:
+    """One line of at most ``width`` characters (the compact listing)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def backend_details(spec, host) -> str:
+    """``list backends --details NAME``: description, plugin, and the argument table."""
+    from tabulate import tabulate
+    origin = host.backends.origin(spec.name)
+    lines = [f"backend: {spec.name}", f"plugin: {origin} ({host.provenance.get(origin, '?')})",
+             f"default batch size: {spec.default_batch_size}", "", spec.description, ""]
+    if not spec.args:
+        lines.append("This backend does not declare its arguments (BackendSpec.args): see its "
+                     "plugin's documentation; ctxbench cannot check --backend-arg for it.")
+        return "\n".join(lines)
+    rows = []
+    for a in spec.args:
+        default = spec.default_args.get(a.name, a.default)
+        note = (f" (choices: {', '.join(map(str, a.choices))})"
+                if a.choices and len(a.choices) <= 6 else "")
+        rows.append([a.name, a.type_name(), _short(repr(default), 40), a.help + note])
+    lines.append(tabulate(rows, ["argument", "type", "default", "help"], tablefmt="simple"))
+    lines.append(f"\nexample: ctxbench check-backend {spec.name} --backend-arg "
+                 f"{spec.args[0].name}=VALUE")
+    return "\n".join(lines)
 
 
 def cmd_validate(args) -> int:
@@ -244,10 +305,10 @@ def cmd_check_backend(args) -> int:
     from .device import resolve_device
     from .testing import run_conformance
     host = _host()
-    spec = host.backends.get(args.name)
-    backend_args = _parse_backend_args(args.backend_arg, [args.name])[args.name]
+    spec = _backend_spec(host, args.name)
+    backend_args = _parse_backend_args(args.backend_arg, [args.name], host)[args.name]
     report = run_conformance(spec, backend_args, resolve_device(args.device),
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, vary_args=not args.no_vary_args)
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -309,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list tasks, backends, metrics, families or loaders",
                          epilog=EXAMPLES["list"], formatter_class=fmt)
     lst.add_argument("what", choices=["tasks", "backends", "metrics", "families", "loaders"])
+    lst.add_argument("--details", metavar="NAME",
+                     help="with 'backends': that backend's description and its arguments "
+                          "(name, type, default, help)")
     lst.set_defaults(func=cmd_list)
 
     val = sub.add_parser("validate", help="check task YAML files", epilog=EXAMPLES["validate"],
@@ -337,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE")
     chk.add_argument("--device", default="auto")
     chk.add_argument("--batch-size", type=int)
+    chk.add_argument("--no-vary-args", action="store_true",
+                     help="skip fingerprint_covers_args (it builds the backend once per argument)")
     chk.set_defaults(func=cmd_check_backend)
 
     epic = sub.add_parser("export-epic", help="EPIC-KITCHENS-100 MIR challenge submission pickle",
