@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctxbench.leaderboard import latest_results
 from ctxbench.report import backend_colors, write_report
 from ctxbench.results import write_result
 
@@ -107,7 +108,7 @@ def test_report_in_headless_chromium(tmp_path):
     page = write_report(tmp_path / "results", tmp_path / "report.html")
     html = page.read_text()
     pngs = [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
-    assert len(pngs) == 8
+    assert len(pngs) == 9          # 2 context_retrieval, 2 domain, 4 sentiment (with the gate), 1 MIR
     images = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in pngs]
     assert all(im.shape[1] <= WIDTH - 48 for im in images), "a plot is wider than the page column"
 
@@ -146,3 +147,70 @@ def test_report_in_headless_chromium(tmp_path):
     assert "<script" not in dom.stdout.lower()
     assert "&lt;script&gt;console.error('xss')&lt;/script&gt;" in dom.stdout
     assert dom.stdout.count('<img src="data:image/png;base64,') == len(pngs)
+
+
+# ----------------------------------------------------------------------------- issue 17
+MEASURE = """<script>
+addEventListener('load', () => {
+  const wide = (el) => el.scrollWidth > el.clientWidth + 1;
+  const summary = document.querySelector('table.summary');
+  const box = summary ? summary.parentElement : null;
+  const spill = [...document.querySelectorAll('th, td, p, li, figcaption, h1, h2, h3')]
+    .filter((el) => getComputedStyle(el).overflowX === 'visible' && wide(el)
+                    && !el.closest('details:not([open])'))
+    .map((el) => el.tagName + ': ' + el.textContent.slice(0, 60));
+  const out = document.createElement('pre');
+  out.id = 'measure';
+  out.textContent = JSON.stringify({
+    page: [document.documentElement.scrollWidth, innerWidth],
+    height: document.documentElement.scrollHeight,
+    summary: summary ? [summary.getBoundingClientRect().width, box.clientWidth,
+                        box.scrollWidth, summary.getBoundingClientRect().bottom] : null,
+    rows: summary ? summary.tBodies[0].rows.length : 0,
+    spill: spill});
+  document.body.appendChild(out);
+});
+</script>"""
+SCREEN = (1400, 900)
+
+
+def test_real_run_report_fits_1400px(tmp_path):
+    """The report of the committed embedded run at 1,400 px: the summary table (tasks
+    as rows) fits its column with no horizontal scrolling and lies on the first
+    screen, the page does not scroll sideways, and no text spills out of its box.
+    Measured by a script in a test-only copy of the page (the real one forbids
+    scripts), read back through --dump-dom; the first screen is saved to
+    /tmp/report_first_screen.png."""
+    browser()
+    results = Path(__file__).resolve().parents[1] / "leaderboards" / "embedded"
+    page = write_report(results, tmp_path / "report.html")
+    html = page.read_text()
+    assert html.count('<meta http-equiv="Content-Security-Policy"') == 1
+    probe = tmp_path / "probe.html"
+    probe.write_text(re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+                     .replace("</body>", MEASURE + "</body>"))
+    dom = chromium(tmp_path, probe.as_uri(), f"--window-size={SCREEN[0]},{SCREEN[1]}",
+                   "--virtual-time-budget=5000", "--dump-dom", tag="measure").stdout
+    found = re.search(r'<pre id="measure">(.*?)</pre>', dom, re.S)
+    assert found, "the measuring script did not run"
+    m = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                   .replace("&lt;", "<").replace("&gt;", ">"))
+    assert m["page"][0] <= m["page"][1], f"the page scrolls sideways: {m['page']}"
+    width, box, scroll, bottom = m["summary"]
+    assert scroll <= box and width <= box, f"summary table overflows its column: {m['summary']}"
+    assert bottom <= SCREEN[1] * 1.5, f"the summary table ends at {bottom}px"
+    cells, _ = latest_results(results)
+    assert m["rows"] == len({r.task for r in cells if r.status != "skipped"})   # tasks as rows
+    assert m["spill"] == [], "text overflows its box:\n" + "\n".join(m["spill"])
+
+    first = tmp_path / "first.png"
+    chromium(tmp_path, page.as_uri(), f"--window-size={SCREEN[0]},{SCREEN[1]}",
+             f"--screenshot={first}", tag="first")
+    shot = np.asarray(Image.open(first).convert("RGB"))
+    assert shot.shape == (SCREEN[1], SCREEN[0], 3)
+    shutil.copyfile(first, "/tmp/report_first_screen.png")
+    full = tmp_path / "full.png"
+    height = min(int(m["height"]) + 50, 16000)
+    chromium(tmp_path, page.as_uri(), f"--window-size={SCREEN[0]},{height}",
+             f"--screenshot={full}", tag="full")
+    assert np.asarray(Image.open(full)).shape[0] == height
