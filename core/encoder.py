@@ -5,7 +5,9 @@ Evaluators never call a backend directly. They call ``images``, ``texts`` or
 1. keys every (kind, input, context) by content hash and drops duplicates,
 2. serves what the cache already has,
 3. encodes the rest in batches (halving the batch on CUDA out-of-memory and
-   remembering the size that worked),
+   remembering the size that worked), with the next batch's images decoded or
+   rendered on a small thread pool while the current batch runs through the model
+   (``prefetch_workers``; only missing items are ever loaded),
 4. checks each batch (shape [n, D], floating dtype, finite values, one D for the
    backend) and writes it to the cache in crash-safe segments.
 
@@ -17,8 +19,10 @@ the tensor a single process would have computed.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -43,6 +47,63 @@ def _progress(total: int, desc: str):
                 disable=None if total >= 64 else True)
 
 
+def _default_workers() -> int:
+    """$CTXBENCH_PREFETCH_WORKERS, else min(4, CPUs); 0 loads inline."""
+    env = os.environ.get("CTXBENCH_PREFETCH_WORKERS")
+    if env is not None and env.strip().isdigit():
+        return int(env)
+    return min(4, os.cpu_count() or 1)
+
+
+class _Prefetcher:
+    """Loads items (decodes or renders images) ahead of the encoder on a thread pool.
+
+    ``window(start, stop)`` returns the loaded items ``[start, stop)`` in order and
+    queues the loads of the next ``stop - start`` items, so they overlap the model
+    call that follows (PIL decoding and torch kernels release the GIL). Loaded
+    items stay until ``release(stop)``, so a batch retried after out-of-memory
+    is not loaded twice. With ``workers == 0`` or no ``load``, it loads inline.
+    """
+
+    def __init__(self, items: list[Any], load: Callable[[Any], Any] | None, workers: int):
+        self.items, self.load = items, load
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="ctxbench-load") \
+            if load is not None and workers > 0 and len(items) > 1 else None
+        self.futures: dict[int, Future] = {}
+
+    def _request(self, start: int, stop: int) -> None:
+        for i in range(start, min(stop, len(self.items))):
+            if i not in self.futures:
+                self.futures[i] = self.pool.submit(self.load, self.items[i])
+
+    def window(self, start: int, stop: int) -> list[Any]:
+        stop = min(stop, len(self.items))
+        if self.load is None:
+            return self.items[start:stop]
+        if self.pool is None:
+            return [self.load(x) for x in self.items[start:stop]]
+        self._request(start, stop)
+        self._request(stop, stop + (stop - start))
+        return [self.futures[i].result() for i in range(start, stop)]
+
+    def release(self, stop: int) -> None:
+        for i in [i for i in self.futures if i < stop]:
+            del self.futures[i]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.futures.clear()
+
+
+def _load_clip(clip: Sequence[ImageRef]) -> list:
+    return [f.load() for f in clip]
+
+
+def _load_image(ref: ImageRef):
+    return ref.load()
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
@@ -50,8 +111,9 @@ def _is_oom(exc: BaseException) -> bool:
 class CachedEncoder:
     def __init__(self, backend: Backend, cache: BackendCache | None, batch_size: int = 32,
                  progress: bool = True, label: str = "backend", flush_rows: int = FLUSH_ROWS,
-                 data_parallel: bool = False):
+                 data_parallel: bool = False, prefetch_workers: int | None = None):
         self.backend = backend
+        self.prefetch_workers = _default_workers() if prefetch_workers is None else prefetch_workers
         self.data_parallel = data_parallel  # opt-in: share misses over torch.distributed ranks
         self.cache = cache
         self.batch_size = max(1, int(batch_size))
@@ -73,13 +135,13 @@ class CachedEncoder:
         contexts = self._contexts(contexts, len(texts), "text")
         keys = [text_key(t) for t in texts]
         return self._encode("text", keys, list(texts), contexts,
-                            lambda items, ctx: self.backend.encode_texts(items, ctx))
+                            lambda items, ctx: self.backend.encode_texts(items, ctx), None)
 
     def images(self, refs: Sequence[ImageRef], contexts: Sequence[str | None] | None = None) -> torch.Tensor:
         contexts = self._contexts(contexts, len(refs), "image")
         keys = [r.key for r in refs]
         return self._encode("image", keys, list(refs), contexts,
-                            lambda items, ctx: self.backend.encode_images([r.load() for r in items], ctx))
+                            lambda images, ctx: self.backend.encode_images(images, ctx), _load_image)
 
     def videos(self, clips: Sequence[Sequence[ImageRef]],
                contexts: Sequence[str | None] | None = None) -> torch.Tensor:
@@ -90,8 +152,8 @@ class CachedEncoder:
         if self.capabilities.video:
             keys = [entry_key("clip", "|".join(f.key for f in clip), "") for clip in clips]
             return self._encode("video", keys, list(clips), contexts,
-                                lambda items, ctx: self.backend.encode_videos(
-                                    [[f.load() for f in clip] for clip in items], ctx))
+                                lambda frames, ctx: self.backend.encode_videos(frames, ctx),
+                                _load_clip)
         flat = [frame for clip in clips for frame in clip]
         flat_ctx = [c for clip, c in zip(clips, contexts) for _ in clip]
         frames = torch.nn.functional.normalize(self.images(flat, flat_ctx), dim=-1)
@@ -116,7 +178,9 @@ class CachedEncoder:
         return contexts
 
     def _encode(self, kind: str, input_keys: list[str], items: list[Any],
-                contexts: list[str | None], call: Callable) -> torch.Tensor:
+                contexts: list[str | None], call: Callable, load: Callable | None) -> torch.Tensor:
+        """``call(loaded_items, contexts)`` encodes one batch; ``load(item)`` turns an
+        item into what the backend takes (None: items are passed as they are)."""
         n = len(items)
         keys = [entry_key(kind, k, context_key(c)) for k, c in zip(input_keys, contexts)]
         first: dict[str, int] = {}
@@ -136,18 +200,18 @@ class CachedEncoder:
         if in_cache:
             found.update(zip(in_cache, self.cache.get_many(in_cache)))
         if self.data_parallel and first and distributed.active_world() is not None:
-            self._encode_shared(kind, keys, items, contexts, call, first, found)
+            self._encode_shared(kind, keys, items, contexts, call, load, first, found)
             return torch.from_numpy(np.stack([found[k] for k in keys]))
         self.stats["cache_hits"] += len(found)
         if missing:
             found.update(self._run_batches(kind, [keys[i] for i in missing],
                                            [items[i] for i in missing],
-                                           [contexts[i] for i in missing], call))
+                                           [contexts[i] for i in missing], call, load))
         if n == 0:
             return torch.zeros(0, self.dim or 0)
         return torch.from_numpy(np.stack([found[k] for k in keys]))
 
-    def _encode_shared(self, kind, keys, items, contexts, call, first: dict[str, int],
+    def _encode_shared(self, kind, keys, items, contexts, call, load, first: dict[str, int],
                        found: dict[str, np.ndarray]) -> None:
         """The data-parallel miss path: fills ``found`` with every unique key."""
         unique = list(first)
@@ -156,7 +220,7 @@ class CachedEncoder:
         def encode(positions: np.ndarray) -> np.ndarray:
             idx = [first[unique[p]] for p in positions.tolist()]
             out = self._run_batches(kind, [keys[i] for i in idx], [items[i] for i in idx],
-                                    [contexts[i] for i in idx], call)
+                                    [contexts[i] for i in idx], call, load)
             return np.stack([out[keys[i]] for i in idx])
 
         positions, rows, own = distributed.encode_data_parallel(unique, missing_local, self.dim, encode)
@@ -172,21 +236,25 @@ class CachedEncoder:
         self._memory.update((k, r) for k, r, o in zip(encoded, rows, own.tolist()) if not o)
         self.stats["cache_hits"] += len(unique) - len(positions)
 
-    def _run_batches(self, kind, keys, items, contexts, call) -> dict[str, np.ndarray]:
+    def _run_batches(self, kind, keys, items, contexts, call, load) -> dict[str, np.ndarray]:
+        """Encode ``items`` in batches (loads prefetched one batch ahead), flushing
+        rows to the cache every ``flush_rows`` rows / FLUSH_SECONDS and on exit."""
         out: dict[str, np.ndarray] = {}
         pending_keys: list[str] = []
         pending_rows: list[np.ndarray] = []
         last_flush = time.monotonic()
         bar = _progress(len(items), f"{self.label} {kind}s") if self.progress else None
+        loader = _Prefetcher(items, load, self.prefetch_workers)
         start = 0
         try:
             while start < len(items):
                 size = self.batch_size
                 chunk = slice(start, start + size)
+                batch = loader.window(start, start + size)
                 t0 = time.perf_counter()
                 try:
                     with torch.inference_mode():
-                        emb = call(items[chunk], contexts[chunk])
+                        emb = call(batch, contexts[chunk])
                 except Exception as exc:
                     if _is_oom(exc) and size > 1:
                         self.batch_size = max(1, size // 2)
@@ -211,7 +279,9 @@ class CachedEncoder:
                 if bar is not None:
                     bar.update(len(rows))
                 start += size
+                loader.release(start)
         finally:
+            loader.close()
             self._flush(pending_keys, pending_rows)  # keep finished work even on error
             if bar is not None:
                 bar.close()

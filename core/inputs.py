@@ -4,13 +4,20 @@ An :class:`ImageRef` carries a key and loads its pixels only when needed (on a
 cache miss). Keys are content hashes: of the file's bytes for images on disk, of
 the decoded pixels for in-memory images, and of the generator parameters for
 procedurally drawn images (a pure function of those parameters).
+
+A file's bytes are hashed once per file version: :func:`file_key` memoises the
+hash on the file's identity (device, inode, size, mtime and ctime in ns), in this
+process and, when a store is set with :func:`set_file_hash_store` (the embedding
+cache sets one), across runs, so a warm rerun reads no image file at all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from PIL import Image
 
@@ -37,6 +44,54 @@ def pil_key(image: Image.Image) -> str:
     h.update(f"{image.mode}:{image.size[0]}x{image.size[1]}\0".encode())
     h.update(image.tobytes())
     return h.hexdigest()
+
+
+class FileHashStore(Protocol):
+    """Persistent ``identity -> key`` memo (see :class:`ctxbench.cache.FileHashStore`)."""
+
+    def get(self, ident: str) -> str | None: ...
+
+    def put(self, ident: str, key: str) -> None: ...
+
+
+_FILE_KEYS: dict[str, str] = {}
+_FILE_KEYS_LOCK = threading.Lock()
+_STORE: FileHashStore | None = None
+
+
+def set_file_hash_store(store: FileHashStore | None) -> None:
+    """Where :func:`file_key` remembers hashes across runs (``None``: this process only)."""
+    global _STORE
+    _STORE = store
+
+
+def file_identity(path: Path) -> str:
+    """What must be unchanged for a stored hash to hold: path, device, inode, size,
+    mtime and ctime (ns). Any rewrite, copy or ``touch`` changes one of them."""
+    st = os.stat(path)
+    return (f"{os.path.abspath(path)}\0{st.st_dev}:{st.st_ino}:{st.st_size}:"
+            f"{st.st_mtime_ns}:{st.st_ctime_ns}")
+
+
+def file_key(path: str | Path) -> str:
+    """sha256 of ``b"file\\0" + bytes``, computed once per file version (memoised on
+    :func:`file_identity`); raises :class:`DatasetFormatError` if the file is missing."""
+    path = Path(path)
+    try:
+        ident = file_identity(path)
+        with _FILE_KEYS_LOCK:
+            key = _FILE_KEYS.get(ident)
+        if key is None and _STORE is not None:
+            key = _STORE.get(ident)
+        if key is None:
+            key = sha256_hex(b"file\0" + path.read_bytes())
+            if _STORE is not None:
+                _STORE.put(ident, key)
+        with _FILE_KEYS_LOCK:
+            _FILE_KEYS[ident] = key
+        return key
+    except FileNotFoundError:
+        raise DatasetFormatError(f"image not found: {path}") from None
 
 
 class ImageRef:
@@ -79,14 +134,11 @@ class ImageRef:
 
     @classmethod
     def from_path(cls, path: str | Path) -> "ImageRef":
-        """Key = sha256 of the file bytes, read on first use of ``key``."""
+        """Key = sha256 of the file bytes (:func:`file_key`), on first use of ``key``."""
         path = Path(path)
 
         def key() -> str:
-            try:
-                return sha256_hex(b"file\0" + path.read_bytes())
-            except FileNotFoundError:
-                raise DatasetFormatError(f"image not found: {path}") from None
+            return file_key(path)
 
         def load() -> Image.Image:
             with Image.open(path) as im:
