@@ -422,7 +422,7 @@ def run_conformance(target: BackendSpec | Callable[..., Any] | Any, args: dict |
         name = name or spec.name
         batch_size = batch_size or spec.default_batch_size
         declared_args = spec.args if declared_args is None else declared_args
-    elif callable(target) and not hasattr(target, "encode_images"):
+    elif callable(target) and (isinstance(target, type) or not hasattr(target, "encode_images")):
         factory = target
         name = name or getattr(target, "__name__", "backend")
     else:
@@ -436,7 +436,8 @@ def run_conformance(target: BackendSpec | Callable[..., Any] | Any, args: dict |
         return factory(device=device, **{**merged, **overrides})
 
     report = ConformanceReport(backend=name, args=args, device=device,
-                               reproduce=reproduce_line(target, name, args, device))
+                               reproduce=reproduce_line(target, name, args, device,
+                                                        declared_args, variable))
     runner = _Runner(build, report, atol, int(batch_size or 4), max(3, int(n)), rebuild,
                      tuple(declared_args or ()), variable)
     runner.merged = merged

@@ -43,18 +43,30 @@ def _importable(obj: Any) -> str | None:
     return f"{module}:{qualname}" if found is obj or getattr(found, "__func__", None) is obj else None
 
 
-def reproduce_line(target: Any, name: str, args: dict, device: str) -> str:
+def _options(module: str, declared: tuple | None, vary_args: bool) -> str:
+    """Extra keyword arguments of the ``python -c`` line: the declarations when the
+    factory's module holds them under a name, and ``vary_args=False``."""
+    out = ""
+    if declared:
+        names = [k for k, v in vars(importlib.import_module(module)).items() if v is declared]
+        out += f", declared_args=m.{names[0]}" if names else ""
+    return out + ("" if vary_args else ", vary_args=False")
+
+
+def reproduce_line(target: Any, name: str, args: dict, device: str,
+                   declared: tuple | None = None, vary_args: bool = True) -> str:
     """A shell command giving the same report, or a sentence saying how to get it."""
     if isinstance(target, BackendSpec):
         parts = ["ctxbench", "check-backend", name]
         for key, value in args.items():
             parts += ["--backend-arg", f"{key}={_value_text(value)}"]
-        return shlex.join(parts + ["--device", device])
+        return shlex.join(parts + ["--device", device] + ([] if vary_args else ["--no-vary-args"]))
     where = _importable(target) if callable(target) else None
     if where is None:
         return (f"conformance of {name} (its factory cannot be imported by name: call "
                 f"ctxbench.testing.run_conformance(factory, {args!r}, {device!r}) in Python)")
     module, qualname = where.split(":")
     code = (f"from ctxbench.testing import run_conformance; import {module} as m; "
-            f"print(run_conformance(m.{qualname}, {args!r}, {device!r}).summary())")
+            f"print(run_conformance(m.{qualname}, {args!r}, {device!r}"
+            f"{_options(module, declared, vary_args)}).summary())")
     return shlex.join(["python", "-c", code])
