@@ -242,7 +242,9 @@ def test_frame_layout_clips_and_loader(tmp_path):
     assert ds.meta["relevancy_source"].endswith(epic.RELEVANCY_FILE) and ds.relevancy[0, 0] == 0.5
 
 
-def test_limit_keeps_queries_with_a_relevant_item(tmp_path):
+def test_limit_keeps_queries_with_a_relevant_item(tmp_path, monkeypatch):
+    # the 7-clip fixture is below the floor test_mir_limit.py covers: test the cut alone
+    monkeypatch.setattr("ctxbench.families.multi_instance_retrieval.data.MIN_LIMIT_CLIPS", 1)
     folder = write_fixtures(tmp_path / "ann")
     frames = write_frames(tmp_path / "rgb_frames")
     ds = epic.load_epic_mir(folder, frames_dir=frames, limit=2)

@@ -62,7 +62,8 @@ def test_emitted_metric_names_are_the_declared_ones():
     assert set(out.metrics) == set(metric_names(p)) and set(out.headline) <= set(metric_names(p))
 
 
-def test_real_loader_resolves_folders_against_the_task_file(tmp_path):
+def test_real_loader_resolves_folders_against_the_task_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("ctxbench.families.multi_instance_retrieval.data.MIN_LIMIT_CLIPS", 1)
     write_fixtures(tmp_path / "data" / "ann")
     write_frames(tmp_path / "data" / "rgb_frames")
     task = tmp_path / "tasks" / "epic.yaml"
@@ -115,7 +116,8 @@ def test_annotation_and_relevancy_symlinks_leading_out_are_refused(tmp_path):
         epic.load_epic_mir(folder, frames_dir=frames, relevancy="rel/anything.pkl")
 
 
-def test_synthetic_loader_limit(tmp_path):
+def test_synthetic_loader_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr("ctxbench.families.multi_instance_retrieval.data.MIN_LIMIT_CLIPS", 1)
     full = family.load_synthetic({"n_clips": 30}, LoadContext("k", tmp_path / "t.yaml"))
     cut = family.load_synthetic({"n_clips": 30}, LoadContext("k", tmp_path / "t.yaml", limit=10))
     same = family.load_synthetic({"n_clips": 30}, LoadContext("k", tmp_path / "t.yaml", limit=99))
