@@ -34,10 +34,10 @@ three protocols on the backend's cached embeddings:
     absent on every test item, with a paired-bootstrap CI and p-value
     (``fusion_probe/contribution/<field>``); and its learned gate, the mean gate over
     the test items that have every field (``fusion_probe/gate_mean/<field>``; a
-    uniform gate would give 1 / #fields). The gate is a weight, not a contribution: on
-    the embedded task the pure-noise scene field keeps a larger gate than the
-    informative caption, yet masking it costs nothing while masking the caption costs
-    several accuracy points.
+    uniform gate would give 1 / #fields). The gate is a weight, not a contribution: a
+    field can keep a large gate while masking it changes nothing (on the embedded
+    task with toy_clip the pure-noise scene field's gate exceeds the caption's, and
+    masking either costs no significant accuracy; the objects field carries it).
 
 Training (:mod:`.training`): cross-entropy against one-hot labels or the label
 distribution, the epoch and the weight decay (``weight_decays`` grid) selected on the
