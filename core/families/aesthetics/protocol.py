@@ -5,9 +5,12 @@ Standard library only: ``ctxbench list`` / ``validate`` import this without torc
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from functools import partial
+from typing import Any
 
 from ...errors import ProtocolError
+from ...protocol_checks import (as_list, is_number, require_bool, require_choice, require_int,
+                               require_list_of, require_names, require_number, require_text)
 
 FAMILY = "aesthetics"
 PROBES = ("image_only", "tag_aware", "zero_shot")     # quality tasks: protocol.probes
@@ -56,120 +59,50 @@ GAIN_METRICS = ("Error", "LCC", "SRCC", "KL", "EMD")  # + NIMA_EMD with a distri
 SWEEP_METRICS = ("rho", "agreement")
 
 
-def as_list(x) -> list:
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 # ----------------------------------------------------------------------------- check
-def _is_number(x) -> bool:
-    """An int/float, or a string float() reads: PyYAML (YAML 1.1) loads ``1e-4``
-    without a dot as a string, and the evaluator converts with float()."""
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, (int, float)):
-        return True
-    if isinstance(x, str):
-        try:
-            float(x)
-        except ValueError:
-            return False
-        return True
-    return False
-
-
-def _number(p, key: str, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False, hi_open: bool = False, value=None) -> None:
-    x = p[key] if value is None else value
-    bounds = (f"{'(' if lo_open or lo is None else '['}{'-inf' if lo is None else lo}, "
-              f"{'inf' if hi is None else hi}{')' if hi_open or hi is None else ']'}")
-    if not _is_number(x):
-        raise ProtocolError(key, f"{x!r} is not a number", f"give a number in {bounds}")
-    v = float(x)
-    if (lo is not None and (v < lo or (lo_open and v == lo))) or \
-            (hi is not None and (v > hi or (hi_open and v == hi))):
-        raise ProtocolError(key, f"{x!r} is out of range", f"give a number in {bounds}")
-
-
-def _integer(p, key: str, lo: int, value=None) -> None:
-    x = p[key] if value is None else value
-    if isinstance(x, bool) or not isinstance(x, int):
-        raise ProtocolError(key, f"{x!r} is not an integer", f"give an integer >= {lo}")
-    if x < lo:
-        raise ProtocolError(key, f"{x!r} is below {lo}", f"give an integer >= {lo}")
-
-
-def _boolean(p, key: str) -> None:
-    if not isinstance(p[key], bool):
-        raise ProtocolError(key, f"{p[key]!r} is not true/false", "use true or false")
-
-
-def _choice(p, key: str, allowed: Iterable) -> None:
-    allowed = tuple(allowed)
-    if isinstance(p[key], bool) or p[key] not in allowed:
-        raise ProtocolError(key, f"{p[key]!r} is not allowed", f"one of {list(allowed)}")
-
-
-def _names(p, key: str, allowed: tuple[str, ...], empty_ok: bool) -> None:
-    values = as_list(p[key])
-    bad = [x for x in values if x not in allowed]
-    if bad:
-        raise ProtocolError(key, f"unknown probe(s) {bad}", f"allowed: {list(allowed)}")
-    if not values and not empty_ok:
-        raise ProtocolError(key, "the list is empty", f"name at least one of {list(allowed)}")
-
-
-def _text(p, key: str) -> None:
-    if not isinstance(p[key], str):
-        raise ProtocolError(key, f"{p[key]!r} is not a string", "give a text")
-
-
-def _grid(p, key: str, check) -> None:
-    """A scalar or a non-empty list (a validation grid) of valid values."""
-    values = as_list(p[key])
-    if not values:
-        raise ProtocolError(key, "the grid is empty", "give a value or a non-empty list")
-    for v in values:
-        check(v)
+# PyYAML (YAML 1.1) loads ``1e-4`` without a dot as a string; the evaluator converts
+# numbers with float(), so such strings are numbers here.
+_number = partial(require_number, numeric_strings=True)
 
 
 def check_protocol(p: dict[str, Any]) -> None:
     """Check the type and allowed values of every option of the merged protocol;
     raises :class:`~ctxbench.errors.ProtocolError` naming the option."""
-    _names(p, "probes", PROBES, empty_ok=False)
-    _names(p, "scorer_probes", TRAINED_PROBES, empty_ok=True)
-    _choice(p, "loss", ("paper", "mse"))
-    _choice(p, "select_metric", ("srcc", "lcc", "neg_mae"))
-    _choice(p, "scorer", SCORERS)
-    if p["param_direction"] not in ("auto", 1, -1) or isinstance(p["param_direction"], bool):
-        raise ProtocolError("param_direction", f"{p['param_direction']!r}", "use 1, -1 or auto")
+    require_names(p, "probes", PROBES, scalar_ok=True)
+    require_names(p, "scorer_probes", TRAINED_PROBES, empty_ok=True, scalar_ok=True)
+    require_choice(p, "loss", ("paper", "mse"))
+    require_choice(p, "select_metric", ("srcc", "lcc", "neg_mae"))
+    require_choice(p, "scorer", SCORERS)
+    require_choice(p, "param_direction", ("auto", 1, -1), fix="use 1, -1 or auto")
     for key in ("val_fraction", "test_fraction"):
-        if not _is_number(p[key]) or not 0 < float(p[key]) < 1:
-            raise ProtocolError(key, f"{p[key]!r} must be in (0, 1)")
+        _number(p, key, low=0, high=1, open_low=True, open_high=True)
     for key in ("mse_weight", "tie_margin", "emd_weight", "kl_epsilon"):
-        _number(p, key, lo=0.0)
-    _number(p, "emd_r", lo=0.0, lo_open=True)
-    _number(p, "dropout", lo=0.0, hi=1.0, hi_open=True)
-    _grid(p, "lr", lambda v: _number(p, "lr", lo=0.0, lo_open=True, value=v))
-    _grid(p, "weight_decay", lambda v: _number(p, "weight_decay", lo=0.0, value=v))
-    _grid(p, "hidden", lambda v: _integer(p, "hidden", 1, value=v))
+        _number(p, key, low=0)
+    _number(p, "emd_r", low=0, open_low=True)
+    _number(p, "dropout", low=0, high=1, open_high=True)
+    # scalar or a non-empty list (a grid, selected on validation)
+    require_list_of(p, "lr", partial(_number, low=0, open_low=True), scalar_ok=True)
+    require_list_of(p, "weight_decay", partial(_number, low=0), scalar_ok=True)
+    require_list_of(p, "hidden", partial(require_int, low=1), scalar_ok=True)
     for key in ("attn_dim", "attn_heads", "epochs", "batch_size", "hist_bins", "n_resamples"):
-        _integer(p, key, 1)
+        require_int(p, key, low=1)
     for key in ("patience", "min_tag_test"):
-        _integer(p, key, 0)
+        require_int(p, key, low=0)
     if p["attn_dim"] % p["attn_heads"]:
         raise ProtocolError("attn_dim", f"{p['attn_dim']} is not divisible by attn_heads "
                             f"{p['attn_heads']}", "choose attn_dim as a multiple of attn_heads")
     for key in ("distribution_head", "logistic_fit"):
-        _boolean(p, key)
+        require_bool(p, key)
     for key in ("tag_template", "no_tag_text"):
-        _text(p, key)
+        require_text(p, key)
     try:
         p["tag_template"].format(tag="x")
     except (KeyError, IndexError, ValueError) as exc:
         raise ProtocolError("tag_template", f"{p['tag_template']!r} is not a template with "
                             f"only '{{tag}}' ({exc})", "e.g. 'a photo of {tag}'") from None
     rng = p["hist_range"]
-    if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(map(_is_number, rng))
+    if not (isinstance(rng, (list, tuple)) and len(rng) == 2
+            and all(is_number(x, numeric_strings=True) for x in rng)
             and float(rng[0]) < float(rng[1])):
         raise ProtocolError("hist_range", f"{rng!r} is not [lo, hi] with lo < hi",
                             "e.g. [0.5, 10.5]")

@@ -11,9 +11,12 @@ actions, visual focus, situation and intent, atmosphere and effect.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ...errors import ProtocolError
+from ...protocol_checks import (require_bool, require_choice, require_int, require_list_of,
+                               require_names)
 
 LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
 PATTERNS: tuple[str, ...] = ("no_ctx", "query_ctx", "image_ctx", "both_ctx")
@@ -31,44 +34,18 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _names_list(p: dict, option: str, allowed: tuple[str, ...]) -> list[str]:
-    value = p[option]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ProtocolError(option, f"expected a non-empty list, got {value!r}",
-                            f"e.g. {list(allowed)}")
-    bad = [x for x in value if x not in allowed]
-    if bad:
-        raise ProtocolError(option, f"unknown value {bad[0]!r}", f"allowed: {', '.join(allowed)}")
-    if len(set(value)) != len(value):
-        raise ProtocolError(option, f"repeated value in {list(value)}", "list each one once")
-    return list(value)
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def check_protocol(p: dict) -> None:
     """Type and allowed values of every option of the merged protocol ``p``."""
-    patterns = _names_list(p, "patterns", PATTERNS)
+    patterns = require_names(p, "patterns", PATTERNS)
     if "no_ctx" not in patterns:
         raise ProtocolError("patterns", "no_ctx is missing",
                             "include no_ctx: the differences are taken against it")
-    _names_list(p, "levels", LEVELS)
-    ks = p["ks"]
-    if not isinstance(ks, (list, tuple)) or not ks or not all(_positive_int(k) for k in ks):
-        raise ProtocolError("ks", f"expected a non-empty list of integers >= 1, got {ks!r}",
-                            "e.g. [1, 5]")
-    if len(set(ks)) != len(ks):
-        raise ProtocolError("ks", f"repeated value in {list(ks)}", "list each K once")
-    if not _positive_int(p["bootstrap_resamples"]):
-        raise ProtocolError("bootstrap_resamples", f"expected an integer >= 1, got "
-                            f"{p['bootstrap_resamples']!r}", "the paper uses 10000")
-    if p["query_context"] not in QUERY_CONTEXTS:
-        raise ProtocolError("query_context", f"unknown value {p['query_context']!r}",
-                            f"allowed: {', '.join(QUERY_CONTEXTS)}")
-    if not isinstance(p["divergence"], bool):
-        raise ProtocolError("divergence", f"expected true or false, got {p['divergence']!r}")
+    require_names(p, "levels", LEVELS)
+    require_list_of(p, "ks", partial(require_int, low=1), what="integers >= 1", unique=True,
+                    fix="e.g. [1, 5]")
+    require_int(p, "bootstrap_resamples", low=1, fix="the paper uses 10000")
+    require_choice(p, "query_context", QUERY_CONTEXTS)
+    require_bool(p, "divergence")
 
 
 def metric_names(p: dict) -> list[str]:

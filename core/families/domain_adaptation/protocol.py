@@ -13,9 +13,12 @@ Adaptation", AAAI 2026); see evaluator.py for the method.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterable
 
 from ...errors import ProtocolError
+from ...protocol_checks import (require_bool, require_choice, require_int, require_list_of, require_names,
+                               require_number, require_text)
 
 PROTOCOLS: tuple[str, ...] = ("zero_shot", "source_only", "adapt")
 CERTAINTIES: tuple[str, ...] = ("entropy", "margin", "clip", "none")
@@ -105,51 +108,23 @@ def resolve_pairs(p: dict, domains: list[str]) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------- check
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _one_of(p: dict, option: str, allowed: tuple[str, ...]) -> None:
-    if p[option] not in allowed:
-        raise ProtocolError(option, f"unknown value {p[option]!r}", f"allowed: {', '.join(allowed)}")
-
-
 def check_protocol(p: dict) -> None:
     """Type and allowed values of every option of the merged protocol ``p``."""
     requested_pairs(p)
-    protos = p["protocols"]
-    if not isinstance(protos, (list, tuple)) or not protos:
-        raise ProtocolError("protocols", f"expected a non-empty list, got {protos!r}",
-                            f"allowed: {', '.join(PROTOCOLS)}")
-    bad = [x for x in protos if x not in PROTOCOLS]
-    if bad:
-        raise ProtocolError("protocols", f"unknown value {bad[0]!r}", f"allowed: {', '.join(PROTOCOLS)}")
-    templates = p["prompt_templates"]
-    if (not isinstance(templates, (list, tuple)) or not templates
-            or not all(isinstance(t, str) and "{}" in t for t in templates)):
-        raise ProtocolError("prompt_templates", "expected a non-empty list of strings with '{}' "
-                            "for the class name", "e.g. ['a photo of a {}.']")
-    _one_of(p, "pseudo_labels", PSEUDO_LABELERS)
-    _one_of(p, "certainty", CERTAINTIES)
-    if not isinstance(p["calibrate_temperature"], bool):
-        raise ProtocolError("calibrate_temperature", f"expected true or false, got "
-                            f"{p['calibrate_temperature']!r}")
+    require_names(p, "protocols", PROTOCOLS)
+    require_list_of(p, "prompt_templates", partial(require_text, placeholder="{}"),
+                    what="strings with '{}' for the class name", fix="e.g. ['a photo of a {}.']")
+    require_choice(p, "pseudo_labels", PSEUDO_LABELERS)
+    require_choice(p, "certainty", CERTAINTIES)
+    require_bool(p, "calibrate_temperature")
     for option in ("temperature", "contrastive_temperature", "lr"):
-        if not _is_number(p[option]) or not p[option] > 0:
-            raise ProtocolError(option, f"expected a number > 0, got {p[option]!r}")
+        require_number(p, option, low=0, open_low=True)
     for option in ("lambda_pseudo", "lambda_contrastive", "weight_decay"):
-        if not _is_number(p[option]) or not p[option] >= 0:
-            raise ProtocolError(option, f"expected a number >= 0, got {p[option]!r}",
-                                "0 switches the term off")
-    if not _is_number(p["val_fraction"]) or not 0 < p["val_fraction"] < 1:
-        raise ProtocolError("val_fraction", f"must be in (0, 1), got {p['val_fraction']!r}")
-    for option in ("clip_batch", "epochs", "batch_size", "patience", "training_seeds", "bootstrap_resamples"):
-        if not _is_int(p[option], 1):
-            raise ProtocolError(option, f"expected an integer >= 1, got {p[option]!r}")
+        require_number(p, option, low=0, fix="0 switches the term off")
+    require_number(p, "val_fraction", low=0, high=1, open_low=True, open_high=True)
+    for option in ("clip_batch", "epochs", "batch_size", "patience", "training_seeds",
+                   "bootstrap_resamples"):
+        require_int(p, option, low=1)
 
 
 # ----------------------------------------------------------------------------- names

@@ -13,9 +13,12 @@ fusion head, :mod:`.heads`).
 from __future__ import annotations
 
 import string
+from functools import partial
 from typing import Any
 
 from ...errors import ProtocolError
+from ...protocol_checks import (is_number, require_choice, require_int, require_list_of, require_names,
+                               require_number, require_text)
 
 FAMILY = "metadata_sentiment"
 PROTOCOLS: tuple[str, ...] = ("zero_shot", "image_probe", "fusion_probe")
@@ -63,41 +66,10 @@ HEADLINE = ("zero_shot/accuracy", "image_probe/accuracy", "fusion_probe/accuracy
             "fusion_probe/macro_F1", "fusion_gain/accuracy")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive_int(p: dict, option: str) -> int:
-    value = p[option]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ProtocolError(option, f"expected an integer >= 1, got {value!r}")
-    return value
-
-
-def _positive_number(p: dict, option: str) -> float:
-    value = p[option]
-    if not _is_number(value) or value <= 0:
-        raise ProtocolError(option, f"expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_protocols(value: Any) -> None:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ProtocolError("protocols", f"expected a non-empty list, got {value!r}",
-                            f"allowed: {', '.join(PROTOCOLS)}")
-    bad = [x for x in value if x not in PROTOCOLS]
-    if bad:
-        raise ProtocolError("protocols", f"unknown value {bad[0]!r}", f"allowed: {', '.join(PROTOCOLS)}")
-    if len(set(value)) != len(value):
-        raise ProtocolError("protocols", f"repeated value in {list(value)}", "list each one once")
-
-
 def _check_templates(p: dict) -> None:
-    templates = p["templates"]
-    if not isinstance(templates, (list, tuple)) or not templates or \
-            any(not isinstance(t, str) or "{}" not in t for t in templates):
-        raise ProtocolError("templates", f"expected a non-empty list of strings each with a '{{}}' "
-                            f"for the class, got {templates!r}", "e.g. ['a photo that evokes {}.']")
+    require_list_of(p, "templates", partial(require_text, placeholder="{}"),
+                    what="strings each with a '{}' for the class",
+                    fix="e.g. ['a photo that evokes {}.']")
     prompts = p["class_prompts"]
     if not isinstance(prompts, dict) or any(not isinstance(k, str) or not isinstance(v, str)
                                             for k, v in prompts.items()):
@@ -123,36 +95,28 @@ def field_placeholders(name: str, template: Any) -> list[str]:
 def _check_training(p: dict) -> None:
     fractions = p["split_fractions"]
     if not isinstance(fractions, (list, tuple)) or len(fractions) != 3 or \
-            not all(_is_number(x) and x > 0 for x in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            not all(is_number(x) and x > 0 for x in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ProtocolError("split_fractions", f"must be three positive numbers summing to 1, got "
                             f"{fractions!r}", "e.g. [0.6, 0.2, 0.2] (train, val, test)")
-    frac = p["val_fraction_of_train"]
-    if not _is_number(frac) or not 0 < frac < 1:
-        raise ProtocolError("val_fraction_of_train", f"expected a number in (0, 1), got {frac!r}")
+    require_number(p, "val_fraction_of_train", low=0, high=1, open_low=True, open_high=True)
     for option in ("epochs", "patience", "batch_size", "bootstrap_resamples"):
-        _positive_int(p, option)
+        require_int(p, option, low=1)
     for option in ("linear_lr", "fusion_lr", "zero_shot_logit_scale"):
-        _positive_number(p, option)
-    decays = p["weight_decays"]
-    if not isinstance(decays, (list, tuple)) or not decays or \
-            not all(_is_number(x) and x >= 0 for x in decays):
-        raise ProtocolError("weight_decays", f"expected a non-empty list of numbers >= 0, got {decays!r}",
-                            "e.g. [0.0001, 0.01]")
-    dim, heads = _positive_int(p, "fusion_dim"), _positive_int(p, "fusion_heads")
+        require_number(p, option, low=0, open_low=True)
+    require_list_of(p, "weight_decays", partial(require_number, low=0), what="numbers >= 0",
+                    fix="e.g. [0.0001, 0.01]")
+    dim, heads = require_int(p, "fusion_dim", low=1), require_int(p, "fusion_heads", low=1)
     if dim % heads:
-        raise ProtocolError("fusion_dim", f"{dim} is not divisible by fusion_heads ({heads})")
-    dropout = p["dropout"]
-    if not _is_number(dropout) or not 0 <= dropout < 1:
-        raise ProtocolError("dropout", f"expected a number in [0, 1), got {dropout!r}")
+        raise ProtocolError("fusion_dim", f"{dim} is not divisible by fusion_heads ({heads})",
+                            "choose fusion_dim as a multiple of fusion_heads")
+    require_number(p, "dropout", low=0, high=1, open_high=True)
 
 
 def check_protocol(p: dict) -> None:
     """Type and allowed values of every option of the merged protocol ``p``."""
-    _check_protocols(p["protocols"])
+    require_names(p, "protocols", PROTOCOLS)
     _check_templates(p)
-    if p["zero_shot_on"] not in ZERO_SHOT_ON:
-        raise ProtocolError("zero_shot_on", f"unknown value {p['zero_shot_on']!r}",
-                            f"allowed: {', '.join(ZERO_SHOT_ON)}")
+    require_choice(p, "zero_shot_on", ZERO_SHOT_ON)
     fields = p["fields"]
     if not isinstance(fields, dict):
         raise ProtocolError("fields", f"expected a mapping field name -> template, got {fields!r}",

@@ -6,9 +6,11 @@ validates tasks.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from ...errors import ProtocolError
+from ...protocol_checks import (require_bool, require_choice, require_int, require_list_of,
+                               require_number)
 
 FAMILY = "multi_instance_retrieval"
 METRICS = ("map_avg", "ndcg_avg", "map_v2t", "map_t2v", "ndcg_v2t", "ndcg_t2v")
@@ -24,34 +26,20 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def check_tta_scales(scales: Any) -> list[float]:
     """``tta_scales`` as floats: a non-empty list of crop fractions in (0, 1]."""
-    if not isinstance(scales, (list, tuple)) or not scales or not all(
-            isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < float(s) <= 1
-            for s in scales):
-        raise ProtocolError("tta_scales", f"expected a non-empty list of crop fractions in (0, 1], "
-                            f"got {scales!r}", "e.g. [1.0, 0.875]")
-    return [float(s) for s in scales]
+    return require_list_of({"tta_scales": scales}, "tta_scales",
+                           partial(require_number, low=0, high=1, open_low=True),
+                           what="crop fractions in (0, 1]", fix="e.g. [1.0, 0.875]")
 
 
 def check_protocol(p: dict) -> None:
     """Type and allowed values of every option of the merged protocol ``p``."""
-    if not _positive_int(p["n_frames"]):
-        raise ProtocolError("n_frames", f"expected an integer >= 1, got {p['n_frames']!r}",
-                            "frames sampled uniformly per clip, e.g. 8")
-    if not isinstance(p["tta_hflip"], bool):
-        raise ProtocolError("tta_hflip", f"expected true or false, got {p['tta_hflip']!r}")
+    require_int(p, "n_frames", low=1, fix="frames sampled uniformly per clip, e.g. 8")
+    require_bool(p, "tta_hflip")
     check_tta_scales(p["tta_scales"])
-    if not _positive_int(p["bootstrap_resamples"]):
-        raise ProtocolError("bootstrap_resamples", f"expected an integer >= 1, got "
-                            f"{p['bootstrap_resamples']!r}", "e.g. 10000")
-    if p["nan_policy"] not in NAN_POLICIES:
-        raise ProtocolError("nan_policy", f"unknown value {p['nan_policy']!r}",
-                            "allowed: propagate (official), omit")
+    require_int(p, "bootstrap_resamples", low=1, fix="e.g. 10000")
+    require_choice(p, "nan_policy", NAN_POLICIES, fix="allowed: propagate (official), omit")
 
 
 def metric_names(p: dict) -> list[str]:
