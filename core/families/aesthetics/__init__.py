@@ -33,6 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...hooks import hookimpl
+from ...lazy import lazy, lazy_value
 from ...registrations import FamilySpec, LoaderSpec, MetricSpec
 from .options import (AVA_OPTIONS, PARAM_SWEEP_OPTIONS, SYNTHETIC_QUALITY_OPTIONS,
                       SYNTHETIC_SWEEP_OPTIONS)
@@ -42,47 +43,13 @@ REF = ("Sugiura & Yamauchi, tag-aware image quality assessment, Table 1; NIMA (T
        "Milanfar, IEEE TIP 2018)")
 
 
-def evaluate(request):
-    """The family's evaluator (:func:`.evaluator.evaluate`), imported on first use."""
-    from .evaluator import evaluate as run
-    return run(request)
-
-
-def load_ava(options, ctx):
-    from .ava import load_ava as load
-    return load(options, ctx)
-
-
-def load_param_sweep(options, ctx):
-    from .param_sweep import load_param_sweep as load
-    return load(options, ctx)
-
-
-def load_synthetic_quality(options, ctx):
-    from .synthetic import load_quality
-    return load_quality(options, ctx)
-
-
-def load_synthetic_sweep(options, ctx):
-    from .synthetic import load_sweep
-    return load_sweep(options, ctx)
-
-
-def _metric(name: str):
-    """``metrics.<name>``, imported on the first call (numpy stays out of ``list``)."""
-    def call(*args, **kwargs):
-        from . import metrics
-        return getattr(metrics, name)(*args, **kwargs)
-    call.__name__ = name
-    call.__doc__ = f"ctxbench.families.aesthetics.metrics.{name}"
-    return call
-
-
-def report_plots():
-    """The report's plot functions (:data:`.plots.PLOTS`). Not named ``plots``: importing
-    the submodule ``.plots`` would rebind that package attribute to the module."""
-    from .plots import PLOTS
-    return PLOTS
+evaluate = lazy(".evaluator:evaluate", __name__)
+load_ava = lazy(".ava:load_ava", __name__)
+load_param_sweep = lazy(".param_sweep:load_param_sweep", __name__)
+load_synthetic_quality = lazy(".synthetic:load_quality", __name__, name="load_synthetic_quality")
+load_synthetic_sweep = lazy(".synthetic:load_sweep", __name__, name="load_synthetic_sweep")
+# not named ``plots``: importing the submodule ``.plots`` would rebind that attribute
+report_plots = lazy_value(".plots:PLOTS", __name__, name="report_plots")
 
 
 @hookimpl
@@ -116,34 +83,34 @@ def ctxbench_dataset_loaders():
 @hookimpl
 def ctxbench_metrics():
     return [
-        MetricSpec("quality.error", _metric("mean_abs_error"),
+        MetricSpec("quality.error", lazy(".metrics:mean_abs_error", __name__),
                    "Error: mean absolute error mean|pred - MOS| over test images", FAMILY,
                    higher_is_better=False, reference=REF),
-        MetricSpec("quality.error_var", _metric("abs_error_variance"),
+        MetricSpec("quality.error_var", lazy(".metrics:abs_error_variance", __name__),
                    "Error_var: population variance (ddof=0) of |pred - MOS|; what the paper "
                    "calls error variance (most likely its Table 1 figure in parentheses)",
                    FAMILY, higher_is_better=False, reference=REF),
-        MetricSpec("quality.error_std", _metric("abs_error_std"),
+        MetricSpec("quality.error_std", lazy(".metrics:abs_error_std", __name__),
                    "Error_std: population std (ddof=0) of |pred - MOS|, sqrt(Error_var)",
                    FAMILY, higher_is_better=False, reference=REF),
-        MetricSpec("quality.lcc", _metric("lcc"), "Pearson linear correlation (no logistic fit)",
+        MetricSpec("quality.lcc", lazy(".metrics:lcc", __name__), "Pearson linear correlation (no logistic fit)",
                    FAMILY, reference=REF),
-        MetricSpec("quality.lcc_logistic", _metric("lcc_logistic"),
+        MetricSpec("quality.lcc_logistic", lazy(".metrics:lcc_logistic", __name__),
                    "Pearson after the VQEG 4-parameter logistic fit", FAMILY,
                    reference="VQEG Phase I final report (2000), 4-parameter logistic"),
-        MetricSpec("quality.srcc", _metric("srcc"),
+        MetricSpec("quality.srcc", lazy(".metrics:srcc", __name__),
                    "Spearman rank correlation (average ranks for ties)", FAMILY, reference=REF),
-        MetricSpec("quality.hist_kl", _metric("histogram_kl"),
+        MetricSpec("quality.hist_kl", lazy(".metrics:histogram_kl", __name__),
                    "KL: KL(P_true || P_pred) = sum p log(p/q) in nats between the test-set "
                    "histograms of true (p) and predicted (q) scores (10 unit bins over "
                    "[0.5, 10.5] by default), eps = kl_epsilon (default 1e-4) added to every "
                    "bin of both then renormalised; with empty predicted bins the value "
                    "depends strongly on eps (same direction as scipy.stats.entropy(p, q))",
                    FAMILY, higher_is_better=False, reference=REF),
-        MetricSpec("quality.hist_emd", _metric("histogram_emd"),
+        MetricSpec("quality.hist_emd", lazy(".metrics:histogram_emd", __name__),
                    "EMD: NIMA-form EMD (r=2) between test-set score histograms", FAMILY,
                    higher_is_better=False, reference=REF),
-        MetricSpec("quality.nima_emd", _metric("nima_emd"),
+        MetricSpec("quality.nima_emd", lazy(".metrics:nima_emd", __name__),
                    "NIMA_EMD: per-image EMD (r=2) between predicted and true 10-bin vote "
                    "distributions, averaged over test images",
                    FAMILY, higher_is_better=False,

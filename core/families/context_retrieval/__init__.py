@@ -10,37 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...hooks import hookimpl
+from ...lazy import lazy, lazy_value
 from ...registrations import FamilySpec, LoaderSpec, MetricSpec
 from .protocol import PROTOCOL_DEFAULTS, check_protocol, metric_names
 
 FAMILY = "context_retrieval"
 
 
-def evaluate(request):
-    """The family's evaluator (:func:`.evaluator.evaluate`), imported on first use."""
-    from .evaluator import evaluate as run
-    return run(request)
-
-
-def load_json(options: dict, ctx):
-    from .data import load_from_options
-    return load_from_options(options, ctx)
-
-
-def load_synthetic(options: dict, ctx):
-    from .synthetic import load_from_options
-    return load_from_options(options, ctx)
-
-
-def recall_at_k(scores, targets, ks, tie_tolerance: float = 1e-6):
-    """Single-target Recall@K with ties as expected recall (:func:`.metrics.recall_at_k`)."""
-    from .metrics import recall_at_k as metric
-    return metric(scores, targets, ks, tie_tolerance)
-
-
-def load_plots():
-    from .plots import PLOTS
-    return PLOTS
+evaluate = lazy(".evaluator:evaluate", __name__)
+load_json = lazy(".data:load_from_options", __name__, name="load_json")
+load_synthetic = lazy(".synthetic:load_from_options", __name__, name="load_synthetic")
+recall_at_k = lazy(".metrics:recall_at_k", __name__)   # ties count as expected recall
+load_plots = lazy_value(".plots:PLOTS", __name__)      # not ``plots``: that is the submodule
 
 
 @hookimpl

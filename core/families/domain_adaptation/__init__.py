@@ -8,45 +8,16 @@ files are in tasks/domain_adaptation/.
 from pathlib import Path
 
 from ...hooks import hookimpl
+from ...lazy import lazy, lazy_value
 from ...registrations import FamilySpec, LoaderSpec, MetricSpec
 from .protocol import PROTOCOL_DEFAULTS, check_protocol, metric_names
 
 
-def evaluate(request):
-    """FamilySpec.evaluate: the evaluator, imported on first use."""
-    from .evaluator import evaluate as run
-    return run(request)
-
-
-def _plots():
-    from .plots import PLOTS
-    return PLOTS
-
-
-def _lazy_loader(module: str, name: str):
-    def load(options: dict, ctx):
-        from importlib import import_module
-        return getattr(import_module(f"{__name__}.{module}"), name)(options, ctx)
-    load.__name__ = name
-    return load
-
-
-def top1_accuracy(y_true, y_pred) -> float:
-    """Overall top-1 accuracy (metrics.top1_accuracy)."""
-    from .metrics import top1_accuracy as fn
-    return fn(y_true, y_pred)
-
-
-def mean_per_class_accuracy(y_true, y_pred, n_classes=None) -> float:
-    """GeoNet's official mean per-class accuracy (metrics.mean_per_class_accuracy)."""
-    from .metrics import mean_per_class_accuracy as fn
-    return fn(y_true, y_pred, n_classes)
-
-
-def mean_present_class_accuracy(y_true, y_pred) -> float:
-    """Mean recall over the classes present (metrics.mean_present_class_accuracy)."""
-    from .metrics import mean_present_class_accuracy as fn
-    return fn(y_true, y_pred)
+evaluate = lazy(".evaluator:evaluate", __name__)
+load_plots = lazy_value(".plots:PLOTS", __name__)      # not ``plots``: that is the submodule
+top1_accuracy = lazy(".metrics:top1_accuracy", __name__)
+mean_per_class_accuracy = lazy(".metrics:mean_per_class_accuracy", __name__)   # GeoNet's official
+mean_present_class_accuracy = lazy(".metrics:mean_present_class_accuracy", __name__)
 
 
 LIST_OPTIONS = {"root": "dataset folder; list paths are relative to it",
@@ -63,30 +34,30 @@ def ctxbench_families():
         description="classification under domain shift (TRUST): zero-shot, source-only probe and "
                     "caption-guided adaptation; target top-1 and mean per-class accuracy",
         protocol_defaults=PROTOCOL_DEFAULTS, check_protocol=check_protocol,
-        metric_names=metric_names, plots=_plots)]
+        metric_names=metric_names, plots=load_plots)]
 
 
 @hookimpl
 def ctxbench_dataset_loaders():
     return [
-        LoaderSpec("synthetic_domain", _lazy_loader("synthetic", "load_synthetic"), "domain_adaptation",
+        LoaderSpec("synthetic_domain", lazy(".synthetic:load_synthetic", __name__), "domain_adaptation",
                    "embedded: world shapes drawn in the 4 STYLES, captions of varying quality",
                    {"domains": "styles used as domains", "classes": "shapes used as classes",
                     "per_class_train": "images per class and domain (train)",
                     "per_class_val": "(val)", "per_class_test": "(test)",
                     "caption_quality": "mix {full, partial, wrong, unrelated} or domain -> mix",
                     "size": "image side in pixels", "seed": "generator seed"}),
-        LoaderSpec("domainnet_lists", _lazy_loader("lists", "load_domainnet"), "domain_adaptation",
+        LoaderSpec("domainnet_lists", lazy(".lists:load_domainnet", __name__), "domain_adaptation",
                    "DomainNet {domain}_{train,test}.txt lists (+ optional captions)", LIST_OPTIONS),
-        LoaderSpec("geonet_json", _lazy_loader("geonet", "load_geonet"), "domain_adaptation",
+        LoaderSpec("geonet_json", lazy(".geonet:load_geonet", __name__), "domain_adaptation",
                    "GeoNet (GeoImNet / GeoPlaces) metadata JSON with captions and tags",
                    {"root": "image folder the JSON filenames are relative to",
                     "metadata": "the metadata JSON", "domains": "default [usa, asia]",
                     "text_fields": "metadata fields joined into the caption (default [caption])",
                     "name": "dataset name in results"}),
-        LoaderSpec("geonet_lists", _lazy_loader("lists", "load_geonet_lists"), "domain_adaptation",
+        LoaderSpec("geonet_lists", lazy(".lists:load_geonet_lists", __name__), "domain_adaptation",
                    "GeoNet UniDA lists usa/train/<class>/<id>.jpg <label>", LIST_OPTIONS),
-        LoaderSpec("hf_domains", _lazy_loader("hf_folder", "load_hf_domains"), "domain_adaptation",
+        LoaderSpec("hf_domains", lazy(".hf_folder:load_hf_domains", __name__), "domain_adaptation",
                    "a datasets save_to_disk folder with image, label, domain, caption columns",
                    {"path": "save_to_disk folder", "image_column": "default image",
                     "label_column": "default label", "domain_column": "default domain",

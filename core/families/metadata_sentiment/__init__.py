@@ -12,64 +12,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...hooks import hookimpl
+from ...lazy import lazy, lazy_value
 from ...registrations import FamilySpec, MetricSpec
 from .loaders import LOADERS
 from .protocol import FAMILY, PROTOCOL_DEFAULTS, check_protocol, metric_names
 
 
-def evaluate(request):
-    """The family's evaluator (:func:`.evaluator.evaluate`), imported on first use."""
-    from .evaluator import evaluate as run
-    return run(request)
-
-
-def load_plots():
-    """The report plots (:data:`.plots.PLOTS`), imported on first use (matplotlib). Not
-    named ``plots``: importing the submodule would rebind that package attribute."""
-    from .plots import PLOTS
-    return PLOTS
-
-
-def accuracy(y_true, y_pred) -> float:
-    """Fraction of items classified correctly (:func:`.metrics.accuracy`)."""
-    from .metrics import accuracy as metric
-    return metric(y_true, y_pred)
-
-
-def weighted_f1(y_true, y_pred, n_classes=None) -> float:
-    """Support-weighted mean of per-class F1 (:func:`.metrics.weighted_f1`)."""
-    from .metrics import weighted_f1 as metric
-    return metric(y_true, y_pred, n_classes)
-
-
-def macro_f1(y_true, y_pred, n_classes=None) -> float:
-    """Unweighted mean of per-class F1 (:func:`.metrics.macro_f1`)."""
-    from .metrics import macro_f1 as metric
-    return metric(y_true, y_pred, n_classes)
-
-
-def f1_positive(y_true, y_pred) -> float:
-    """Binary F1 of the positive class 1 (:func:`.metrics.f1_positive`)."""
-    from .metrics import f1_positive as metric
-    return metric(y_true, y_pred)
-
-
-def per_class_accuracy(y_true, y_pred, n_classes=None):
-    """Recall of each class (:func:`.metrics.per_class_accuracy`)."""
-    from .metrics import per_class_accuracy as metric
-    return metric(y_true, y_pred, n_classes)
-
-
-def accuracy_drop(y_true, pred_with, pred_without) -> float:
-    """A field's contribution (:func:`.metrics.accuracy_drop`)."""
-    from .metrics import accuracy_drop as metric
-    return metric(y_true, pred_with, pred_without)
-
-
-def mean_kl_divergence(p_true, q_pred, eps: float = 1e-12) -> float:
-    """Mean KL(true || predicted) (:func:`.metrics.mean_kl_divergence`)."""
-    from .metrics import mean_kl_divergence as metric
-    return metric(p_true, q_pred, eps)
+evaluate = lazy(".evaluator:evaluate", __name__)
+load_plots = lazy_value(".plots:PLOTS", __name__)      # not ``plots``: that is the submodule
+accuracy = lazy(".metrics:accuracy", __name__)
+weighted_f1 = lazy(".metrics:weighted_f1", __name__)
+macro_f1 = lazy(".metrics:macro_f1", __name__)
+f1_positive = lazy(".metrics:f1_positive", __name__)
+per_class_accuracy = lazy(".metrics:per_class_accuracy", __name__)
+accuracy_drop = lazy(".metrics:accuracy_drop", __name__)          # a field's contribution
+mean_kl_divergence = lazy(".metrics:mean_kl_divergence", __name__)
 
 
 @hookimpl

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...hooks import hookimpl
+from ...lazy import lazy, lazy_value
 from ...registrations import FamilySpec, LoaderSpec, MetricSpec
 from .protocol import FAMILY, PROTOCOL_DEFAULTS, REFERENCE, check_protocol, metric_names
 
@@ -31,37 +32,12 @@ SYNTH_OPTIONS = {"n_clips": "number of clips (default 96)", "seed": "generator s
                  "max_objects": "objects per clip, 1..max (default 2)"}
 
 
-def evaluate(request):
-    """The family's evaluator (:func:`.evaluator.evaluate`), imported on first use."""
-    from .evaluator import evaluate as run
-    return run(request)
-
-
-def load_real(options: dict, ctx):
-    from .data import load_from_options
-    return load_from_options(options, ctx)
-
-
-def load_synthetic(options: dict, ctx):
-    from .synthetic import load_from_options
-    return load_from_options(options, ctx)
-
-
-def mir_map(similarity, relevancy, **kw):
-    """Official mAP, V->T / T->V / avg (:func:`.metrics.mir_map`)."""
-    from .metrics import mir_map as metric
-    return metric(similarity, relevancy, **kw)
-
-
-def mir_ndcg(similarity, relevancy, **kw):
-    """Official nDCG, V->T / T->V / avg (:func:`.metrics.mir_ndcg`)."""
-    from .metrics import mir_ndcg as metric
-    return metric(similarity, relevancy, **kw)
-
-
-def load_plots():
-    from .plots import PLOTS
-    return PLOTS
+evaluate = lazy(".evaluator:evaluate", __name__)
+load_real = lazy(".data:load_from_options", __name__, name="load_real")
+load_synthetic = lazy(".synthetic:load_from_options", __name__, name="load_synthetic")
+mir_map = lazy(".metrics:mir_map", __name__)           # official mAP, V->T / T->V / avg
+mir_ndcg = lazy(".metrics:mir_ndcg", __name__)         # official nDCG, V->T / T->V / avg
+load_plots = lazy_value(".plots:PLOTS", __name__)      # not ``plots``: that is the submodule
 
 
 @hookimpl
