@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctxbench.errors import ProtocolError
+from functools import partial
+
 from ctxbench.hooks import hookimpl
+from ctxbench.protocol_checks import require_int, require_list_of, require_text
 from ctxbench.registrations import FamilySpec, LoaderSpec
 
 FAMILY = "colour_match"
@@ -25,12 +27,11 @@ PROTOCOL_DEFAULTS = {"ks": [1], "template": "a {} square"}
 
 
 def check_protocol(p: dict) -> None:
-    ks = p["ks"]
-    if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
-        raise ProtocolError("ks", f"must be a non-empty list of integers >= 1, got {ks!r}",
-                            "e.g. ks: [1, 5]")
-    if "{}" not in str(p["template"]):
-        raise ProtocolError("template", "must contain '{}' (where the colour name goes)")
+    """Each option's type and values; the shared validators raise ProtocolError naming
+    the option, what was found and what is allowed."""
+    require_list_of(p, "ks", partial(require_int, low=1), what="integers >= 1", unique=True,
+                    fix="e.g. ks: [1, 5]")
+    require_text(p, "template", placeholder="{}")
 
 
 def metric_names(p: dict) -> list[str]:
