@@ -174,6 +174,59 @@ class FileHashStore:
                 pass  # a read-only cache still works; the hash is kept for this process
 
 
+def digest(*parts) -> str:
+    """sha256 over strings, numbers, arrays/tensors (dtype, shape and bytes) and
+    nested lists/tuples/dicts of them: the key of a deterministic computation."""
+    h = hashlib.sha256()
+
+    def feed(x) -> None:
+        if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
+            x = x.detach().cpu().numpy()
+        if isinstance(x, np.ndarray):
+            a = np.ascontiguousarray(x)
+            h.update(f"nd:{a.dtype.str}:{a.shape}:".encode())
+            h.update(a.tobytes())
+        elif isinstance(x, dict):
+            h.update(b"dict:")
+            for k in sorted(x, key=str):
+                feed(str(k))
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"seq{len(x)}:".encode())
+            for v in x:
+                feed(v)
+        else:
+            h.update(f"{type(x).__name__}:{x!r};".encode())
+    for part in parts:
+        feed(part)
+    return h.hexdigest()
+
+
+class ArtifactMemo:
+    """Deterministic evaluator results (a trained probe's state, bootstrap draws)
+    stored by the :func:`digest` of everything they depend on, so a rerun on the
+    same embeddings skips the work. One ``<key>.npz`` per entry (no pickle),
+    written atomically; an unreadable entry counts as absent."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        try:
+            with np.load(self.dir / f"{key}.npz", allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError):
+            return None
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        try:
+            with atomic_path(self.dir / f"{key}.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        except OSError:
+            pass  # a read-only cache: the result is just not remembered
+
+
 class EmbeddingCache:
     """Root of the cache; one :class:`BackendCache` per backend fingerprint.
 
@@ -184,6 +237,7 @@ class EmbeddingCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.file_hashes = FileHashStore(self.root / "file-hashes.tsv")
         set_file_hash_store(self.file_hashes)
+        self.artifacts = ArtifactMemo(self.root / "artifacts")
 
     def for_backend(self, fingerprint: str) -> BackendCache:
         digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:24]

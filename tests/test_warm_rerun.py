@@ -138,3 +138,18 @@ def test_get_many_mixes_segments_in_order(tmp_path):
     cache.put_many(["c"], np.array([[3.0, 3]]))
     rows = EmbeddingCache(tmp_path).for_backend("fp").get_many(["c", "a", "c", "b"])
     assert rows.dtype == np.float32 and rows[:, 0].tolist() == [3, 1, 3, 2]
+
+
+def test_artifact_memo_round_trip_and_digest(tmp_path):
+    from ctxbench.cache import digest
+    memo = EmbeddingCache(tmp_path).artifacts
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    key = digest("probe:v1", x, {"lr": 1e-3, "seed": 0}, [1, 2])
+    assert key == digest("probe:v1", torch.from_numpy(x.copy()), {"seed": 0, "lr": 1e-3}, (1, 2))
+    assert key != digest("probe:v1", x.astype(np.float64), {"lr": 1e-3, "seed": 0}, [1, 2])
+    assert memo.get(key) is None
+    memo.put(key, {"w": x, "best_epoch": np.array(3)})
+    got = EmbeddingCache(tmp_path).artifacts.get(key)
+    assert np.array_equal(got["w"], x) and int(got["best_epoch"]) == 3
+    (tmp_path / "artifacts" / f"{key}.npz").write_bytes(b"torn")
+    assert memo.get(key) is None
