@@ -152,3 +152,46 @@ def check_backend_args(spec: BackendSpec, args: Mapping[str, Any]) -> dict[str, 
                                 f"{', '.join(map(str, arg.choices))}.{hint}")
         out[key] = value
     return out
+
+
+def lookup_backend(host, name: str) -> BackendSpec:
+    """The spec registered as ``name`` in a PluginHost; when there is none and a plugin
+    failed to load, the error says which, why and where (file:line), since it may be
+    the one providing the backend, instead of only "unknown backend"."""
+    from .errors import CtxbenchError, UnknownNameError
+    from .name_registry import close_matches
+    try:
+        return host.backends.get(name)
+    except UnknownNameError as exc:
+        if not host.failures:
+            raise
+        near = set(close_matches(name, [f.plugin for f in host.failures]))
+        failed = sorted(host.failures, key=lambda f: f.plugin not in near)
+        lines = "; ".join(f"plugin {f.plugin} ({f.source}) failed to load: {f.error}" for f in failed)
+        raise CtxbenchError(f"{exc} It may come from a plugin that failed to load: {lines}. "
+                            "Fix that plugin (ctxbench list backends shows every failure).") from None
+
+
+def describe_backend(spec: BackendSpec, origin: str, provenance: str) -> str:
+    """``ctxbench list backends --details NAME``: description, plugin and the table of
+    declared arguments (name, type, default - the preset's where it sets one - help)."""
+    from tabulate import tabulate
+
+    def short(text: str, width: int = 40) -> str:
+        return text if len(text) <= width else text[:width - 1] + "…"
+    lines = [f"backend: {spec.name}", f"plugin: {origin} ({provenance})",
+             f"default batch size: {spec.default_batch_size}", "", spec.description, ""]
+    if not spec.args:
+        lines.append("This backend does not declare its arguments (BackendSpec.args): see its "
+                     "plugin's documentation; ctxbench cannot check --backend-arg for it.")
+        return "\n".join(lines)
+    rows = []
+    for a in spec.args:
+        note = (f" (choices: {', '.join(map(str, a.choices))})"
+                if a.choices and len(a.choices) <= 6 else "")
+        rows.append([a.name, a.type_name(), short(repr(spec.default_args.get(a.name, a.default))),
+                     a.help + note])
+    lines.append(tabulate(rows, ["argument", "type", "default", "help"], tablefmt="simple"))
+    lines.append(f"\nexample: ctxbench check-backend {spec.name} --backend-arg "
+                 f"{spec.args[0].name}=VALUE")
+    return "\n".join(lines)

@@ -57,21 +57,10 @@ def _parse_backend_args(items: list[str], backends: list[str], host) -> dict[str
     return {n: check_backend_args(host.backends.get(n), parsed[n]) for n in backends}
 
 
-def _backend_spec(host, name: str):
-    """The spec registered as ``name``; when there is none and a plugin failed to
-    load, the error says which, why and where (it may be the one providing it)."""
-    from .errors import UnknownNameError
-    try:
-        return host.backends.get(name)
-    except UnknownNameError as exc:
-        if not host.failures:
-            raise
-        from .name_registry import close_matches
-        near = set(close_matches(name, [f.plugin for f in host.failures]))
-        failed = sorted(host.failures, key=lambda f: f.plugin not in near)
-        lines = "; ".join(f"plugin {f.plugin} ({f.source}) failed to load: {f.error}" for f in failed)
-        raise CtxbenchError(f"{exc} It may come from a plugin that failed to load: {lines}. "
-                            "Fix that plugin (ctxbench list backends shows every failure).") from None
+def lookup_backend(host, name: str):
+    """The backend spec ``name`` (naming a plugin that failed to load when unknown)."""
+    from .backend import lookup_backend as lookup
+    return lookup(host, name)
 
 
 def _host():
@@ -156,7 +145,7 @@ def cmd_run(args) -> int:
             raise CtxbenchError(f"--backend {','.join(args.backend)!r} names no backend "
                                 "(ctxbench list backends)")
         for n in names:
-            _backend_spec(host, n)  # unknown name -> error with suggestions
+            lookup_backend(host, n)  # unknown name -> error with suggestions
     else:
         names = [n for n in host.backends.names() if host.backends.get(n).embedded_default]
     backend_args = _parse_backend_args(args.backend_arg, names, host)
@@ -201,7 +190,10 @@ def cmd_list(args) -> int:
         for path, exc in registry.invalid.items():
             print(f"INVALID {path}: {exc}")
     elif what == "backends" and args.details:
-        print(backend_details(_backend_spec(host, args.details), host))
+        from .backend import describe_backend
+        spec = lookup_backend(host, args.details)
+        origin = host.backends.origin(spec.name)
+        print(describe_backend(spec, origin, host.provenance.get(origin, "?")))
     elif what == "backends":
         rows = [[n, host.backends.origin(n), "yes" if host.backends.get(n).embedded_default else "",
                  _short(host.backends.get(n).description)] for n in host.backends.names()]
@@ -228,28 +220,6 @@ def _short(text: str, width: int = 90) -> str:
     """One line of at most ``width`` characters (the compact listing)."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1].rstrip() + "…"
-
-
-def backend_details(spec, host) -> str:
-    """``list backends --details NAME``: description, plugin, and the argument table."""
-    from tabulate import tabulate
-    origin = host.backends.origin(spec.name)
-    lines = [f"backend: {spec.name}", f"plugin: {origin} ({host.provenance.get(origin, '?')})",
-             f"default batch size: {spec.default_batch_size}", "", spec.description, ""]
-    if not spec.args:
-        lines.append("This backend does not declare its arguments (BackendSpec.args): see its "
-                     "plugin's documentation; ctxbench cannot check --backend-arg for it.")
-        return "\n".join(lines)
-    rows = []
-    for a in spec.args:
-        default = spec.default_args.get(a.name, a.default)
-        note = (f" (choices: {', '.join(map(str, a.choices))})"
-                if a.choices and len(a.choices) <= 6 else "")
-        rows.append([a.name, a.type_name(), _short(repr(default), 40), a.help + note])
-    lines.append(tabulate(rows, ["argument", "type", "default", "help"], tablefmt="simple"))
-    lines.append(f"\nexample: ctxbench check-backend {spec.name} --backend-arg "
-                 f"{spec.args[0].name}=VALUE")
-    return "\n".join(lines)
 
 
 def cmd_validate(args) -> int:
@@ -305,7 +275,7 @@ def cmd_check_backend(args) -> int:
     from .device import resolve_device
     from .testing import run_conformance
     host = _host()
-    spec = _backend_spec(host, args.name)
+    spec = lookup_backend(host, args.name)
     backend_args = _parse_backend_args(args.backend_arg, [args.name], host)[args.name]
     report = run_conformance(spec, backend_args, resolve_device(args.device),
                              batch_size=args.batch_size, vary_args=not args.no_vary_args)
@@ -326,13 +296,8 @@ def cmd_toy_train(args) -> int:
     return main_train(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every command and flag, declared in one place (long, but only declarations)."""
-    parser = argparse.ArgumentParser(prog="ctxbench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
-
+def _add_run_parser(sub, fmt) -> None:
+    """The ``run`` command's flags (launcher flags come from launch_config)."""
     run = sub.add_parser("run", help="evaluate backends on tasks", epilog=EXAMPLES["run"],
                          formatter_class=fmt,
                          description="Run every backend x task cell, write one results JSON per "
@@ -366,6 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .launch_config import add_launcher_arguments
     add_launcher_arguments(run)
     run.set_defaults(func=cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag, declared in one place (long, but only declarations)."""
+    parser = argparse.ArgumentParser(prog="ctxbench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    _add_run_parser(sub, fmt)
 
     lst = sub.add_parser("list", help="list tasks, backends, metrics, families or loaders",
                          epilog=EXAMPLES["list"], formatter_class=fmt)
