@@ -165,11 +165,13 @@ def cmd_run(args) -> int:
     results, options = run_cells(host, tasks, backends, options, launch_config(args))
     write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)
     board = Path(args.leaderboard) if args.leaderboard else output_dir.parent / f"{output_dir.name}.md"
+    cells = {(r.task, r.backend_label) for r in results}   # this run's cells, not the folder's
     write_leaderboard(output_dir, board, title=f"ctxbench leaderboard: {name}",
-                      metric_specs=host.metrics)
+                      metric_specs=host.metrics, cells=cells, include_older=args.include_older)
     if args.report is not None:
         from .report import write_report
-        page = write_report(output_dir, args.report or None, title=f"ctxbench report: {name}")
+        page = write_report(output_dir, args.report or None, title=f"ctxbench report: {name}",
+                            cells=cells, include_older=args.include_older)
         print(f"[ctxbench] report -> {page}", file=sys.stderr)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     print(f"[ctxbench] done in {time.perf_counter() - t0:.1f}s: {counts['ok']} ok, "
@@ -319,6 +321,9 @@ def _add_run_parser(sub, fmt) -> None:
     run.add_argument("--limit", type=int, help="at most N evaluation items per task (smoke tests)")
     run.add_argument("--seed", type=int, default=0, help="seed for bootstrap and probes (default 0)")
     run.add_argument("--rerun", action="store_true", help="recompute cells whose results exist")
+    run.add_argument("--include-older", action="store_true",
+                     help="the leaderboard also shows cells of earlier runs in the same output "
+                          "folder, marked as older (default: only this run's cells)")
     run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
                      help="record a cell that runs longer as failed (timeout) and go on "
                           "(default: no limit)")

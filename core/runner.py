@@ -36,6 +36,7 @@ from typing import Any, Callable
 from .io.atomic import write_json
 from .cache import EmbeddingCache
 from . import distributed
+from .backend import check_backend_args
 from .cell import Cell, backend_label
 from .encoder import CachedEncoder
 from .errors import BackendOutputError, CtxbenchError, DataNotFound
@@ -378,7 +379,7 @@ class BackendSession:
         t0 = time.perf_counter()
         try:
             spec = runner.host.backends.get(name)
-            all_args = {**spec.default_args, **args}
+            all_args = check_backend_args(spec, {**spec.default_args, **args})
             self.backend = spec.factory(device=opt.device, **all_args)
             self.fingerprint = self.backend.fingerprint()
             provenance = runner.host.provenance.get(runner.host.backends.origin(name), "?")

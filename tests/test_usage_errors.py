@@ -126,3 +126,17 @@ def test_leaderboard_marks_partial_results_and_defines_metric_directions(tmp_pat
     text = render_markdown([result(None), result(5)], metric_specs=specs)
     assert "0.250 (partial: --limit 5)" in text and text.count("(partial") == 2  # summary + task
     assert "| fam      | `err`    | lower is better" in text
+
+
+def test_a_runs_leaderboard_shows_only_what_it_asked_for(tmp_path, capsys):
+    """A typo'd or earlier run in the same folder does not linger as a column."""
+    out = tmp_path / "out"
+    common = ["run", "--task", "context_retrieval_synthetic", "--output-dir", str(out),
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--limit", "10"]
+    assert main(common + ["--backend", "random", "--backend-arg", "dim=16"]) == 0
+    assert main(common + ["--backend", "random"]) == 0
+    capsys.readouterr()
+    board = (tmp_path / "out.md").read_text()
+    assert "random(dim=16)" not in board and "| random " in board
+    assert main(common + ["--backend", "random", "--include-older"]) == 0
+    assert "random(dim=16)" in (tmp_path / "out.md").read_text()
