@@ -37,6 +37,7 @@ EXAMPLES = {
     "list": "example: ctxbench list backends\n"
             "         ctxbench list backends --details random",
     "validate": "example: ctxbench validate tasks/",
+    "data": "example: ctxbench data epic100_mir",
     "leaderboard": "example: ctxbench leaderboard --results leaderboards/embedded "
                    "--out leaderboards/embedded.md",
     "export-epic": "example: ctxbench export-epic results/run/epic100_mir submission.pkl --sls-pt 5",
@@ -224,6 +225,28 @@ def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width - 1].rstrip() + "…"
 
 
+def cmd_data(args) -> int:
+    """Where a task's data goes and whether it is there: the loader's own instructions
+    (what each file is, its format, where to get it) or a count of what it loaded."""
+    from .errors import DataNotFound
+    from .registrations import LoadContext
+    host = _host()
+    for task in _registry(host).select(args.task):
+        loader = host.loaders.get(task.loader)
+        print(f"== {task.name} (loader {task.loader}, file {task.path})")
+        for key, value in task.options.items():
+            print(f"   option {key}: {value}")
+        try:
+            dataset = loader.load(dict(task.options), LoadContext(task.name, task.path))
+        except DataNotFound as exc:
+            print(f"   data not found. {exc}")
+            continue
+        size = len(dataset) if hasattr(dataset, "__len__") else None
+        print("   data found" + (f": {size} items" if size is not None else "") +
+              "; `ctxbench run --task " + task.name + "` will evaluate it")
+    return 0
+
+
 def cmd_validate(args) -> int:
     """Validate task files (and folders of them) exactly as a run would load them:
     schema, family protocol check, headline metrics, duplicate names, dependencies."""
@@ -354,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with 'backends': that backend's description and its arguments "
                           "(name, type, default, help)")
     lst.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="where a task's data goes, its format, and whether it is there",
+                          epilog=EXAMPLES["data"], formatter_class=fmt)
+    data.add_argument("task", nargs="+", help="task names or groups (ctxbench list tasks)")
+    data.set_defaults(func=cmd_data)
 
     val = sub.add_parser("validate", help="check task YAML files", epilog=EXAMPLES["validate"],
                          formatter_class=fmt)

@@ -318,7 +318,7 @@ class Runner:
             served = f", {cached} of {total} encodings cached" if total else ""
             return f"ok in {result.seconds:.1f}s{served}"
         if result.status == "skipped":
-            return f"skipped: {first_line(result.error['message'], 100)}"
+            return f"skipped: data not found (`ctxbench data {result.task}` says where it goes)"
         return f"{result.status} ({result.error['type']}: {first_line(result.error['message'])})"
 
     def _write(self, result: CellResult) -> CellResult:

@@ -140,3 +140,13 @@ def test_a_runs_leaderboard_shows_only_what_it_asked_for(tmp_path, capsys):
     assert "random(dim=16)" not in board and "| random " in board
     assert main(common + ["--backend", "random", "--include-older"]) == 0
     assert "random(dim=16)" in (tmp_path / "out.md").read_text()
+
+
+def test_data_command_says_where_data_goes(capsys):
+    code, out, _ = run(["data", "epic100_mir", "context_retrieval_synthetic"], capsys)
+    assert code == 0
+    epic, synthetic = out.split("== context_retrieval_synthetic")
+    assert "data not found" in epic and "EPIC_100_retrieval_test" in epic
+    assert "data found" in synthetic
+    code, _, err = run(["data", "no_such_task"], capsys)
+    assert code == 2 and "unknown task" in err
