@@ -136,6 +136,7 @@ class Runner:
         self.opt = options
         self.cache = EmbeddingCache(options.cache_dir) if options.use_cache else None
         self._datasets: dict[str, Any] = {}
+        self._skips_reported: set[str] = set()
         self._versions = library_versions()
 
     # -- cells -----------------------------------------------------------------
@@ -287,7 +288,11 @@ class Runner:
             result.error = error_info(exc)
         result.seconds = round(time.perf_counter() - t0, 3)
         result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
-        self.opt.log(f"[ctxbench] {cell.label} x {task.name}: {self._status_line(result)}")
+        if result.status != "skipped" or task.name not in self._skips_reported:
+            who = "all backends" if result.status == "skipped" else cell.label
+            self.opt.log(f"[ctxbench] {who} x {task.name}: {self._status_line(result)}")
+        if result.status == "skipped":
+            self._skips_reported.add(task.name)   # one console line per skipped task
         return self._write(result)
 
     def _evaluate(self, result: CellResult, task: TaskConfig, encoder: CachedEncoder,
