@@ -334,6 +334,13 @@ def row_metric(row: dict, key: str) -> MetricValue | None:
 MAX_SMALL_MULTIPLES = 12
 
 
+def small_multiples(backends: list[str], max_cols: int = 4) -> tuple[list[str], str, int, int]:
+    """(backends shown, cap note, columns, rows) of a grid with one panel per backend."""
+    shown, cap = capped(backends)
+    cols = min(len(shown), max_cols)
+    return shown, cap, cols, math.ceil(len(shown) / cols)
+
+
 def capped(backends: list[str]) -> tuple[list[str], str]:
     if len(backends) <= MAX_SMALL_MULTIPLES:
         return backends, ""

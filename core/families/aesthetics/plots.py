@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Iterator
 
@@ -12,7 +11,7 @@ from matplotlib.patches import Patch
 
 from ...results import CellResult
 from ...report.colors import NEUTRAL, TRUE_SCORES
-from ...report.drawing import (Plot, TaskData, add_backend_legend, capped, finite, grid, grouped_bars, heatmap,
+from ...report.drawing import (small_multiples, Plot, TaskData, add_backend_legend, finite, grid, grouped_bars, heatmap,
                     legend_height, missing_note, new_figure, ordered, row_metric, short)
 
 
@@ -95,9 +94,7 @@ def _ae_scatter(data: TaskData, backends: list[str]) -> Iterator[Plot]:
         yield Plot.skip(title, "the results hold no per-image predictions (expected in "
                         "details['predictions'] as {'mos': [...], '<probe>': [...]})")
         return
-    shown, cap = capped(have)
-    cols = min(len(shown), 4)
-    rows = math.ceil(len(shown) / cols)
+    shown, cap, cols, rows = small_multiples(have)
     fig = new_figure(3.0 * cols + 0.4, 2.9 * rows + 0.3)
     used = set()
     for ax, b in zip(grid(fig, len(shown), cols), shown):

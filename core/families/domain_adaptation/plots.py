@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Iterator
 
 import numpy as np
 
 from ...report.colors import NEUTRAL
-from ...report.drawing import (Plot, TaskData, add_backend_legend, capped, grid, grouped_bars, heatmap, legend_height,
+from ...report.drawing import (small_multiples, Plot, TaskData, add_backend_legend, grid, grouped_bars, heatmap, legend_height,
                     missing_note, new_figure, ordered, short)
 
 
@@ -38,13 +37,11 @@ def domain_adaptation_plots(data: TaskData) -> Iterator[Plot]:
         yield Plot.skip("Source x target accuracy", "no metric named <source>-><target>/<protocol>/top1")
         return
     sources = list(dict.fromkeys(s for s, _ in pairs))
-    shown, cap = capped(backends)
+    shown, cap, cols, rows = small_multiples(backends)
     # one protocol's matrices (source_only shows the shift itself; zero_shot does not
     # depend on the source); every protocol is in the drop plot and the tables
     for proto in [next(p for p in ("source_only", "adapt", *protos) if p in protos)]:
         title = f"Source x target top-1 accuracy ({proto})"
-        cols = min(len(shown), 4)
-        rows = math.ceil(len(shown) / cols)
         side = 0.45 * len(domains) + 1.4
         fig = new_figure(max(side, 2.6) * cols + 1.2, max(side, 2.4) * rows + 0.3)
         axes = grid(fig, len(shown), cols)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator
 
 import numpy as np
@@ -10,7 +9,7 @@ from matplotlib.lines import Line2D
 
 from ...results import CellResult
 from ...report.colors import NEUTRAL
-from ...report.drawing import (Plot, TaskData, add_backend_legend, capped, grid, grouped_bars, heatmap, legend_height,
+from ...report.drawing import (small_multiples, Plot, TaskData, add_backend_legend, grid, grouped_bars, heatmap, legend_height,
                     missing_note, new_figure, ordered, row_metric, short)
 
 
@@ -63,9 +62,7 @@ def _ms_confusion(data: TaskData, backends: list[str]) -> Iterator[Plot]:
         yield Plot.skip(title, "the results hold no confusion matrix (expected in details['confusion'] "
                         "as {protocol: K x K counts, rows = true class, columns = predicted})")
         return
-    shown, cap = capped(have)
-    cols = min(len(shown), 4)
-    rows = math.ceil(len(shown) / cols)
+    shown, cap, cols, rows = small_multiples(have)
     k = max(len(data.result(b).details.get("classes") or ()) for b in shown)
     side = max(3.0, 0.36 * k + 1.4)
     fig = new_figure(side * cols + 1.4, side * rows + 0.3)
@@ -105,16 +102,25 @@ def _field_rows(data: TaskData, backends: list[str]) -> tuple[list[str], dict[st
     return sources, {b: {str(row.get("source")): row for row in rows_of[b]} for b in have}
 
 
+def _field_figure(data: TaskData, backends: list[str], title: str):
+    """(sources, lookup, figure, axes) for a per-field bar plot, or a skipped Plot when no
+    backend has a "field contribution" table."""
+    sources, lookup = _field_rows(data, backends)
+    if not lookup:
+        return Plot.skip(title, "no 'field contribution' table (the fusion probe did not run, or "
+                         "the dataset has no metadata)")
+    fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(lookup))))
+    return sources, lookup, fig, fig.add_subplot()
+
+
 def _ms_contribution(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "Contribution of each metadata field"
-    sources, lookup = _field_rows(data, backends)
-    have = list(lookup)
-    if not have:
-        yield Plot.skip(title, "no 'field contribution' table (the fusion probe did not run, or the "
-                        "dataset has no metadata)")
+    made = _field_figure(data, backends, title)
+    if isinstance(made, Plot):
+        yield made
         return
-    fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(have))))
-    ax = fig.add_subplot()
+    sources, lookup, fig, ax = made
+    have = list(lookup)
     missing = grouped_bars(ax, data, have, sources,
                            lambda b, g: data.metric(b, f"fusion_probe/contribution/{g}"),
                            significance=True, scale=100)
@@ -130,14 +136,12 @@ def _ms_contribution(data: TaskData, backends: list[str]) -> Iterator[Plot]:
 
 def _ms_gates(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "Learned gate of each metadata field"
-    sources, lookup = _field_rows(data, backends)
-    have = list(lookup)
-    if not have:
-        yield Plot.skip(title, "no 'field contribution' table (the fusion probe did not run, or the "
-                        "dataset has no metadata)")
+    made = _field_figure(data, backends, title)
+    if isinstance(made, Plot):
+        yield made
         return
-    fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(have))))
-    ax = fig.add_subplot()
+    sources, lookup, fig, ax = made
+    have = list(lookup)
     missing = grouped_bars(ax, data, have, sources,
                            lambda b, g: row_metric(lookup[b].get(g, {}), "gate_mean"))
     uniform = Line2D([], [], color=NEUTRAL, linestyle="--", linewidth=1)
