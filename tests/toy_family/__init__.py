@@ -40,7 +40,6 @@ def metric_names(p: dict) -> list[str]:
 
 def evaluate(req):
     """Recall@k of the colour-name query against every image (ties count as misses)."""
-    import torch
     from torch.nn.functional import normalize
 
     from ctxbench.families.contract import FamilyOutput
