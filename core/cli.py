@@ -311,7 +311,7 @@ def cmd_check_backend(args) -> int:
 def cmd_export_epic(args) -> int:
     from .families.multi_instance_retrieval.export import export_submission
     out = export_submission(Path(args.source), Path(args.out), sls_pt=args.sls_pt,
-                            sls_tl=args.sls_tl, sls_td=args.sls_td)
+                            sls_tl=args.sls_tl, sls_td=args.sls_td, force=args.force)
     print(out)
     return 0
 
@@ -422,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     epic.add_argument("--sls-pt", type=int, default=5, help="supervision level: pretraining (0-5)")
     epic.add_argument("--sls-tl", type=int, default=0, help="supervision level: training labels (0-5)")
     epic.add_argument("--sls-td", type=int, default=0, help="supervision level: training data (0-5)")
+    epic.add_argument("--force", action="store_true",
+                      help="write it even from a --limit run or a set that is not the official "
+                           "test set (the challenge server will refuse it)")
     epic.set_defaults(func=cmd_export_epic)
 
     toy = sub.add_parser("toy", help="the small embedded CLIP shipped with the package",

@@ -150,3 +150,13 @@ def test_data_command_says_where_data_goes(capsys):
     assert "data found" in synthetic
     code, _, err = run(["data", "no_such_task"], capsys)
     assert code == 2 and "unknown task" in err
+
+
+def test_export_epic_refuses_a_synthetic_run_unless_forced(capsys, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--task", "multi_instance_retrieval_synthetic", "--backend", "random",
+                 "--output-dir", str(out), "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 0
+    code, _, err = run(["export-epic", str(out), str(tmp_path / "s.pkl")], capsys)
+    assert code == 2 and "not the official test set" in err and "--force" in err
+    code, _, _ = run(["export-epic", str(out), str(tmp_path / "s.pkl"), "--force"], capsys)
+    assert code == 0 and (tmp_path / "s.pkl").is_file()
