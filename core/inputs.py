@@ -121,7 +121,10 @@ class ImageRef:
             image = self._load()
         except FileNotFoundError as exc:
             raise DatasetFormatError(f"image not found: {self.label or exc.filename}") from exc
-        except OSError as exc:
+        except Image.DecompressionBombError as exc:
+            raise DatasetFormatError(f"{self.label}: refused as a decompression bomb ({exc}); "
+                                     "if the image is genuine, downscale it first") from exc
+        except (OSError, ValueError, SyntaxError) as exc:   # PIL raises all three on bad files
             raise DatasetFormatError(f"cannot decode image {self.label}: {exc}") from exc
         return image if image.mode == "RGB" else image.convert("RGB")
 
