@@ -114,12 +114,18 @@ def parse_ava_txt(path: Path, report: DataReport) -> tuple[np.ndarray, np.ndarra
                        f"challenge), got {len(tokens)}", "row dropped")
             continue
         try:
-            rows.append([int(t) for t in tokens])
+            values = [int(t) for t in tokens]
         except ValueError:
             bad = next(i for i, t in enumerate(tokens) if not t.lstrip("-").isdigit())
             report.add(path, lineno, "not_integer",
                        f"column {bad + 1} is {tokens[bad][:30]!r}, expected an integer", "row dropped")
             continue
+        too_big = next((i for i, v in enumerate(values) if abs(v) >= 2 ** 62), None)
+        if too_big is not None:   # would overflow int64 for the whole file, not just this row
+            report.add(path, lineno, "integer_overflow",
+                       f"column {too_big + 1} is {tokens[too_big][:30]!r}, too large", "row dropped")
+            continue
+        rows.append(values)
         lines.append(lineno)
     if not rows:
         return np.zeros((0, 15), np.int64), np.zeros(0, np.int64)

@@ -6,6 +6,7 @@ root, symlinks included)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Iterable
 
@@ -109,15 +110,26 @@ def read_manifest_rows(path: Path) -> list[tuple[str, dict]]:
     if suffix in (".jsonl", ".ndjson"):
         return [(f"{path}: line {n}", row) for n, row in read_jsonl(path)]
     if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            if not reader.fieldnames or "image" not in reader.fieldnames:
-                raise DatasetFormatError(f"{path}: line 1: the header must have an 'image' column "
-                                         f"(found {reader.fieldnames})")
-            return [(f"{path}: line {reader.line_num}", {k: (v if v != "" else None)
-                                                        for k, v in row.items() if k is not None})
-                    for row in reader]
+        return _read_csv_rows(path, suffix)
     raise DatasetFormatError(f"{path}: unknown manifest type '{suffix}'; use .csv, .tsv or .jsonl")
+
+
+def _read_csv_rows(path: Path, suffix: str) -> list[tuple[str, dict]]:
+    """Rows of a CSV/TSV manifest; a byte that is not UTF-8 is reported with its line."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DatasetFormatError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}); "
+                                 "save the manifest as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    if not reader.fieldnames or "image" not in reader.fieldnames:
+        raise DatasetFormatError(f"{path}: line 1: the header must have an 'image' column "
+                                 f"(found {reader.fieldnames})")
+    return [(f"{path}: line {reader.line_num}", {k: (v if v != "" else None)
+                                                for k, v in row.items() if k is not None})
+            for row in reader]
 
 
 def load_manifest(path: str | Path, root: str | Path | None = None,
