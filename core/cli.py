@@ -186,7 +186,7 @@ def cmd_list(args) -> int:
     host = _host()
     what = args.what
     if what == "tasks":
-        registry = _registry(host)
+        registry = _registry(host, args.include_path)
         rows = [[t.name, t.family, ", ".join(g for g in t.all_groups if g != "all"),
                  t.description] for t in (registry.tasks.get(n) for n in registry.tasks.names())]
         print(tabulate(rows, ["task", "family", "groups", "description"], tablefmt="simple"))
@@ -376,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--details", metavar="NAME",
                      help="with 'backends': that backend's description and its arguments "
                           "(name, type, default, help)")
+    lst.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                     help="with 'tasks': also the task files (*.yaml) in DIR")
     lst.set_defaults(func=cmd_list)
 
     data = sub.add_parser("data", help="where a task's data goes, its format, and whether it is there",

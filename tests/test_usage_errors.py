@@ -62,10 +62,17 @@ def test_validate_bad_files_are_listed_each_with_file_and_field(capsys, tmp_path
     (tmp_path / "c.yaml").write_bytes(b"task: \xff\xfe\n")
     (tmp_path / "d.yaml").write_text("task: d\nfamily: [a, list]\nversion: 1\n"
                                      "dataset: {loader: x}\n")
+    (tmp_path / "e.yaml").write_text("task: e\nfamily: context_retrieval\nversion: 1\n"
+                                     "include: .\ndataset: {loader: synthetic_context_retrieval}\n")
+    (tmp_path / "f.yaml").write_text("task: f\nfamily: context_retrieval\nversion: " + "9" * 5000
+                                     + "\ndataset: {loader: synthetic_context_retrieval}\n")
     code, out, err = run(["validate", str(tmp_path)], capsys)
     assert code == 2 and "Traceback" not in out + err
     lines = [line for line in out.splitlines() if line.startswith("INVALID")]
-    assert len(lines) == 4, out
+    assert len(lines) == 6, out
+    code, out, err = run(["list", "tasks", "--include-path", str(tmp_path)], capsys)
+    assert code == 0 and "context_retrieval_synthetic" in out  # built-in tasks unaffected
+    assert out.count("INVALID") == 6 and "Traceback" not in out + err
     assert sum("declared by 2 files" in line for line in lines) == 2
     assert any("c.yaml" in line for line in lines) and any("d.yaml" in line for line in lines)
 
