@@ -277,7 +277,9 @@ def text_hash(*parts: Any) -> str:
 
 # ----------------------------------------------------------------------------- sanity checks
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text.lower())
+    """Letters and digits only, lower-cased: SigLIP's tokenizer drops punctuation by
+    design (canonicalize_text), which is not a broken round trip."""
+    return re.sub(r"[\W_]+", "", text.lower())
 
 
 def check_round_trip(encode: Callable[[str], Sequence[int]], decode: Callable[[Sequence[int]], str],
@@ -392,6 +394,7 @@ def load_pretrained(model: str, revision: str | None, model_class: str, preproce
     dtype and placement, and ``<preprocessor_class>.from_pretrained``. A load failure
     becomes a ModelLoadError naming both classes."""
     source = resolve_model(model, revision)   # fails fast, before the slow import
+    refuse_adapter_only(source, where)
     import transformers
 
     quiet_transformers()
@@ -405,6 +408,30 @@ def load_pretrained(model: str, revision: str | None, model_class: str, preproce
         raise ModelLoadError(f"{where}: cannot load it with {model_class}/{preprocessor_class}"
                              f"{hint}: {exc}") from exc
     return loaded, pre, after_download(source)
+
+
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "model*.bin", "*.pt")
+
+
+def refuse_adapter_only(source: ModelSource, where: str) -> None:
+    """A directory with a PEFT adapter (adapter_config.json) but no model weights
+    (as TIGER-Lab/VLM2Vec-Qwen2VL-2B is published) would otherwise fail deep inside
+    transformers, or need peft and a download of the base; say how to merge it."""
+    path = source.path
+    if path is None or not (path / "adapter_config.json").is_file():
+        return
+    if any(f for pattern in WEIGHT_FILES for f in path.glob(pattern)
+           if not f.name.startswith("adapter_")):
+        return
+    try:
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        base = None
+    raise ModelLoadError(
+        f"{where} holds a LoRA adapter (adapter_config.json) but no model weights. Merge it into "
+        f"its base{f' ({base})' if base else ''} first: pip install peft; then "
+        f"PeftModel.from_pretrained(base_model, '{path}').merge_and_unload().save_pretrained(DIR) "
+        f"and save the base's processor into DIR; pass --backend-arg model=DIR.")
 
 
 class DualEncoderMixin:

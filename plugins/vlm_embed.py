@@ -196,6 +196,23 @@ class VLMPrompter:
                 for k, v in inputs.items() if isinstance(v, torch.Tensor)}
 
 
+def fill_processor_geometry(processor, config) -> None:
+    """LLaVA(-NeXT) processors need the vision tower's patch size and feature
+    strategy to expand <image>; a repository without processor_config.json (as
+    royokong/e5-v is published) leaves them unset, so take them from the model."""
+    if not hasattr(processor, "patch_size") or processor.patch_size is not None:
+        return
+    vision = getattr(config, "vision_config", None)
+    if getattr(vision, "patch_size", None) is None:
+        return
+    processor.patch_size = vision.patch_size
+    strategy = getattr(config, "vision_feature_select_strategy", "default")
+    if getattr(processor, "vision_feature_select_strategy", None) is None:
+        processor.vision_feature_select_strategy = strategy
+    if getattr(vision, "model_type", "") == "clip_vision_model":
+        processor.num_additional_image_tokens = 1   # CLIP's class token
+
+
 def load_vlm(model: str, revision: str | None, dtype, device: str, device_map,
              min_vocab: int, where: str):
     """(model, processor, source) for an image-text-to-text model, checked for sanity."""
@@ -211,6 +228,7 @@ def load_vlm(model: str, revision: str | None, dtype, device: str, device_map,
         raise hc.TokenizerSanityError(f"{where}: the processor's image token {image_token!r} is not "
                                       f"in the tokenizer's vocabulary; the processor and tokenizer "
                                       f"do not belong together")
+    fill_processor_geometry(processor, vlm.config)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
