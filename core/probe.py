@@ -7,15 +7,17 @@ Rules every family gets from here:
   during training or selection;
 - deterministic given ``seed`` (torch generator for init and shuffling);
 - full tensors in memory, mini-batches by index: seconds on a CPU for 10k items;
-- small heads train on one CPU thread (see :func:`small_model_threads`).
+- small heads train on one CPU thread (see :func:`small_model_threads`);
+- optionally memoised (:class:`ProbeMemo`): a rerun on the same inputs restores the
+  trained state instead of training again, with identical results.
 """
 
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -61,17 +63,134 @@ def small_model_threads(device: str, n_params: int = 0):
         torch.set_num_threads(before)
 
 
+#: Bump when the training loop changes what it produces: every stored probe misses.
+PROBE_MEMO_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProbeMemo:
+    """Trained probes remembered across runs: an :class:`~ctxbench.cache.ArtifactMemo`
+    (``get(key)`` / ``put(key, arrays)``) and a scope every key includes (the family,
+    its memo version, the backend's cache identity). Build one with :func:`probe_memo`."""
+
+    store: Any
+    scope: tuple = ()
+
+    def key(self, *parts: Any) -> str:
+        from .cache import digest
+        return digest("ctxbench-probe", PROBE_MEMO_VERSION, self.scope, parts)
+
+
+def probe_memo(req: Any, family: str, version: int) -> ProbeMemo | None:
+    """The memo of an evaluation request (None without one: ``--no-cache``, no cache
+    dir). ``version``: the family's training-code version (bump it when the family's
+    losses or heads change)."""
+    store = getattr(req, "memo", None)
+    if store is None:
+        return None
+    return ProbeMemo(store, (family, int(version), str(getattr(req, "cache_identity", "") or "")))
+
+
+def _module_identity(model: nn.Module) -> list:
+    """Class and plain attributes of every submodule (constructor arguments such as
+    ``num_heads`` or ``p`` that the state dict does not show)."""
+    def plain(v) -> bool:
+        if isinstance(v, tuple):
+            return all(plain(x) for x in v)
+        return isinstance(v, (bool, int, float, str, type(None)))
+    out = []
+    for name, m in model.named_modules():
+        attrs = {k: v for k, v in vars(m).items()
+                 if not k.startswith("_") and k != "training" and plain(v)}
+        out.append([name, f"{type(m).__module__}.{type(m).__qualname__}", attrs])
+    return out
+
+
+def _state_arrays(model: nn.Module) -> dict[str, np.ndarray] | None:
+    """The state dict as numpy arrays (None when a tensor has no numpy dtype)."""
+    out = {}
+    for k, v in model.state_dict().items():
+        try:
+            out[k] = v.detach().cpu().numpy().copy()
+        except (TypeError, RuntimeError):
+            return None
+    return out
+
+
+def _rng_states(device: str) -> dict[str, np.ndarray]:
+    states = {"rng/cpu": torch.get_rng_state().numpy().copy()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        states["rng/cuda"] = torch.cuda.get_rng_state(torch.device(device)).numpy().copy()
+    return states
+
+
+def _memo_key(memo: ProbeMemo, key: Any, model: nn.Module, n_train: int, config: ProbeConfig,
+              device: str) -> str | None:
+    initial = _state_arrays(model)
+    if initial is None:
+        return None
+    return memo.key(key, _module_identity(model), sorted(initial.items()), int(n_train),
+                    asdict(config), str(device), torch.__version__)
+
+
+def _restore(model: nn.Module, entry: dict[str, np.ndarray], device: str) -> ProbeResult | None:
+    try:
+        state = {k[len("state/"):]: torch.from_numpy(v) for k, v in entry.items()
+                 if k.startswith("state/")}
+        model.load_state_dict(state, strict=True)
+        best_epoch = int(entry["best_epoch"])
+        best_val = float(entry["best_val"])
+        history = [float(x) for x in entry["history"].tolist()]
+        rng = {k: entry[k] for k in ("rng/cpu", "rng/cuda") if k in entry}
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        return None   # an entry of another layout: train again
+    model.to(device)
+    if "rng/cpu" in rng:   # leave the global generator where training would have
+        torch.set_rng_state(torch.from_numpy(rng["rng/cpu"]))
+    if "rng/cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.from_numpy(rng["rng/cuda"]), torch.device(device))
+    model.eval()
+    return ProbeResult(model, best_epoch, best_val, history)
+
+
 def train_probe(model: nn.Module, n_train: int,
                 batch_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
                 val_score: Callable[[nn.Module], float],
-                config: ProbeConfig = ProbeConfig(), device: str = "cpu") -> ProbeResult:
+                config: ProbeConfig = ProbeConfig(), device: str = "cpu",
+                memo: ProbeMemo | None = None, key: Any = None) -> ProbeResult:
     """Generic loop: AdamW on ``batch_loss(model, idx)`` over shuffled index batches of
     the training set; after each epoch ``val_score(model)`` (higher is better) picks
     the best state (early stopping with ``patience``). Returns the best model in
-    eval mode."""
+    eval mode.
+
+    With a ``memo``, ``key`` must name everything ``batch_loss`` and ``val_score``
+    read (their tensors, loss weights, ...; :func:`ctxbench.cache.digest` parts): the
+    stored entry is keyed by it together with the memo's scope, the model's classes,
+    plain attributes and initial state (hence its constructor arguments and seed),
+    ``n_train``, ``config``, ``device`` and the torch version. A hit restores the
+    trained state, best epoch, best validation score, history and the global RNG
+    state training left, so what follows is identical to a trained run."""
+    if memo is not None and key is None:
+        raise ValueError("train_probe: a memo needs the key of the training inputs")
+    full_key = _memo_key(memo, key, model, n_train, config, device) if memo is not None else None
+    if full_key is not None:
+        entry = memo.store.get(full_key)
+        if entry is not None:
+            restored = _restore(model, entry, device)
+            if restored is not None:
+                return restored
     n_params = sum(p.numel() for p in model.parameters())
     with small_model_threads(device, n_params):
-        return _train_loop(model, n_train, batch_loss, val_score, config, device)
+        result = _train_loop(model, n_train, batch_loss, val_score, config, device)
+    if full_key is not None:
+        state = _state_arrays(result.model)
+        if state is not None:
+            memo.store.put(full_key, {**{f"state/{k}": v for k, v in state.items()},
+                                      "best_epoch": np.int64(result.best_epoch),
+                                      "best_val": np.float64(result.best_val),
+                                      "history": np.asarray(result.history, dtype=np.float64),
+                                      **_rng_states(device)})
+    return result
 
 
 def _train_loop(model, n_train, batch_loss, val_score, config, device) -> ProbeResult:

@@ -29,6 +29,10 @@ class EvalRequest:
     artifact_dir: Path | None = None  # where large per-cell outputs may be written
     device: str = "cpu"          # for probe training
     dependencies: dict[str, Dependency] = field(default_factory=dict)  # role -> task
+    # where deterministic evaluator work (trained probes) is remembered across runs:
+    # a ctxbench.cache.ArtifactMemo, None under --no-cache (ctxbench.probe.probe_memo)
+    memo: Any = None
+    cache_identity: str = ""     # the backend's embedding-cache identity (runner.cache_identity)
 
 
 @dataclass

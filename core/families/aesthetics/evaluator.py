@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from ...errors import CtxbenchError, ProtocolError, TaskConfigError
+from ...probe import probe_memo
 from ..contract import EvalRequest, FamilyOutput
 from .data import AestheticsDataset, ParamSweepDataset
 from .protocol import PROTOCOL_DEFAULTS, check_protocol
@@ -22,11 +23,13 @@ def evaluate(req: EvalRequest) -> FamilyOutput:
         raise TaskConfigError(getattr(req.task, "path", "task"), f"protocol.{exc.option}",
                               exc.problem, exc.fix) from None
     req.protocol = protocol
-    if isinstance(req.dataset, ParamSweepDataset):
-        from .sweep import evaluate_sweep
-        return evaluate_sweep(req)
-    if isinstance(req.dataset, AestheticsDataset):
-        from .quality import evaluate_quality
-        return evaluate_quality(req)
+    from .probes import MEMO_VERSION, using_memo
+    with using_memo(probe_memo(req, "aesthetics", MEMO_VERSION)):
+        if isinstance(req.dataset, ParamSweepDataset):
+            from .sweep import evaluate_sweep
+            return evaluate_sweep(req)
+        if isinstance(req.dataset, AestheticsDataset):
+            from .quality import evaluate_quality
+            return evaluate_quality(req)
     raise CtxbenchError(f"aesthetics: unsupported dataset type {type(req.dataset).__name__} "
                         f"(expected AestheticsDataset or ParamSweepDataset)")

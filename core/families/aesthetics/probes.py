@@ -21,6 +21,8 @@ cos(x, "an ugly photo")``; it is not on the MOS scale.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +30,30 @@ import numpy as np
 import torch
 from torch.nn.functional import normalize
 
-from ...probe import ProbeConfig, select_on_validation, train_probe
+from ...cache import digest
+from ...probe import ProbeConfig, ProbeMemo, select_on_validation, train_probe
 from . import metrics as Q
 from .data import AestheticsDataset
 from .features import Features, image_tag_pairs
 from .heads import HEADS, emd_loss, paper_loss
 from .protocol import as_list
+
+
+#: Bump when the heads, their losses or the training pairs change: stored probes miss.
+MEMO_VERSION = 1
+
+#: The memo :func:`fit_probe` uses when it is given none: set by the family's evaluator
+#: for one evaluation (:func:`using_memo`), so quality and sweep code need not pass it.
+_MEMO: ContextVar[ProbeMemo | None] = ContextVar("aesthetics_probe_memo", default=None)
+
+
+@contextmanager
+def using_memo(memo: ProbeMemo | None):
+    token = _MEMO.set(memo)
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
 
 
 @dataclass
@@ -108,8 +128,13 @@ def _loss_text(protocol: dict[str, Any]) -> str:
 
 
 def fit_probe(kind: str, ds: AestheticsDataset, feats: Features, splits: dict[str, np.ndarray],
-              protocol: dict[str, Any], seed: int, device: str = "cpu") -> Fitted:
-    """Train one probe on the train pairs; epoch and grid chosen on validation only."""
+              protocol: dict[str, Any], seed: int, device: str = "cpu",
+              memo: ProbeMemo | None = None) -> Fitted:
+    """Train one probe on the train pairs; epoch and grid chosen on validation only.
+
+    ``memo`` (default: the one of :func:`using_memo`): trained probes are restored
+    from it when the pairs, features, protocol and grid point match."""
+    memo = memo if memo is not None else _MEMO.get()
     train = pair_tensors(ds, feats, splits["train"], device)
     val_idx, val_mos = splits["val"], ds.mos[splits["val"]]
     mos_train = ds.mos[splits["train"]]
@@ -130,6 +155,12 @@ def fit_probe(kind: str, ds: AestheticsDataset, feats: Features, splits: dict[st
         return validation_score(predict(model, ds, feats, val_idx, device)["image"], val_mos,
                                 protocol["select_metric"])
 
+    inputs_key = None
+    if memo is not None:   # everything batch_loss, val_score and the head read
+        val_pairs = image_tag_pairs(ds.tags, val_idx)
+        inputs_key = ("fit_probe", kind, digest(
+            {k: v for k, v in train.items()}, val_pairs, val_idx, val_mos, mos_train,
+            feats.image, feats.tag, feats.tag_row, protocol, int(seed)))
     grid = [dict(zip(("lr", "weight_decay", "hidden"), combo)) for combo in itertools.product(
         as_list(protocol["lr"]), as_list(protocol["weight_decay"]), as_list(protocol["hidden"]))]
 
@@ -143,7 +174,8 @@ def fit_probe(kind: str, ds: AestheticsDataset, feats: Features, splits: dict[st
                              weight_decay=float(params["weight_decay"]),
                              batch_size=int(protocol["batch_size"]), patience=int(protocol["patience"]),
                              seed=seed)
-        return train_probe(model, len(train["mos"]), batch_loss, val_score, config, device)
+        return train_probe(model, len(train["mos"]), batch_loss, val_score, config, device,
+                           memo=memo, key=None if inputs_key is None else (inputs_key, params))
 
     best_params, result, scored = select_on_validation(grid, fit)
     info = {"best_params": best_params, "best_epoch": result.best_epoch,

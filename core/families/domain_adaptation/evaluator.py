@@ -53,9 +53,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...probe import train_probe
+from ...probe import probe_memo, train_probe
 from ..contract import EvalRequest, FamilyOutput
-from .model import TrainData, holdout_val, predict, probe_config, train_head
+from .model import MEMO_VERSION, TrainData, holdout_val, predict, probe_config, train_head
 from .protocol import check_protocol, ordered_protocols, resolve_pairs
 from .scoring import domain_seed, headline, score
 from .text import certainty, class_prompt_embeddings, fit_temperature
@@ -182,10 +182,12 @@ def _train_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, promp
     runs: dict[str, list] = {"so": [], "ad": []}
     lambdas = {"so": (0.0, 0.0), "ad": (float(p["lambda_pseudo"]), float(p["lambda_contrastive"]))}
     wanted = (["so"] if "source_only" in protocols else []) + (["ad"] if run_adapt else [])
+    memo = probe_memo(req, "domain_adaptation", MEMO_VERSION)
     for r in range(int(p["training_seeds"])):
         for kind in wanted:
             model, res = train_head(data, k, p, training_seed(seed, r), req.device,
-                                    lambda_pseudo=lambdas[kind][0], lambda_contrastive=lambdas[kind][1])
+                                    lambda_pseudo=lambdas[kind][0], lambda_contrastive=lambdas[kind][1],
+                                    memo=memo)
             runs[kind].append((model, res))
     test_x = {d: emb.images(d, "test") for d in (s, t)}
     for kind in wanted:
@@ -208,7 +210,7 @@ def _pseudo_label(emb: _Embeddings, ds, s: str, t: str, prompts, p, seed, k, inf
         tau = float(p["temperature"])
         where = f"{s} train captions"
     else:
-        logits_t, calib, probe_info = _caption_probe(emb, ds, s, u, p, seed, k)
+        logits_t, calib, probe_info = _caption_probe(emb.req, emb, ds, s, u, p, seed, k)
         info.update(probe_info)
         tau = 1.0
         where = f"{s} held-out (val) captions"
@@ -231,7 +233,7 @@ def _pseudo_label(emb: _Embeddings, ds, s: str, t: str, prompts, p, seed, k, inf
     return yhat, conf.float()
 
 
-def _caption_probe(emb: _Embeddings, ds, s: str, u_target: torch.Tensor, p, seed, k):
+def _caption_probe(req, emb: _Embeddings, ds, s: str, u_target: torch.Tensor, p, seed, k):
     """TRUST-style caption classifier on frozen text embeddings (TRUST fine-tunes
     DistilBERT on source captions): a linear probe trained on source train captions,
     epoch chosen on held-out source captions. Returns (target logits, (held-out
@@ -252,7 +254,9 @@ def _caption_probe(emb: _Embeddings, ds, s: str, u_target: torch.Tensor, p, seed
     def val_score(m):
         return float((m(x_va).argmax(1) == y_va).float().mean())
 
-    res = train_probe(model, len(tr), batch_loss, val_score, probe_config(p, len(tr), seed))
+    res = train_probe(model, len(tr), batch_loss, val_score, probe_config(p, len(tr), seed),
+                      memo=probe_memo(req, "domain_adaptation", MEMO_VERSION),
+                      key=("caption_probe", x_tr, y_tr, x_va, y_va, int(k)))
     with torch.no_grad():
         return (res.model(u_target), (res.model(x_va), labels[va]),
                 {"caption_probe_val_top1": round(res.best_val, 4)})

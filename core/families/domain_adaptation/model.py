@@ -38,7 +38,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...probe import ProbeConfig, train_probe
+from ...probe import ProbeConfig, ProbeMemo, train_probe
+
+#: Bump when the head, its losses or the data it trains on change: stored heads miss.
+MEMO_VERSION = 1
 
 
 class AdaptHead(nn.Module):
@@ -99,7 +102,8 @@ class TrainData:
 
 
 def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str, *,
-               lambda_pseudo: float, lambda_contrastive: float) -> tuple[AdaptHead, Any]:
+               lambda_pseudo: float, lambda_contrastive: float,
+               memo: ProbeMemo | None = None) -> tuple[AdaptHead, Any]:
     """Train the head on ``data``; epoch chosen on source val.
 
     ``source_only`` is this very run with ``lambda_pseudo = lambda_contrastive = 0``:
@@ -107,7 +111,9 @@ def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str,
     index space of Ns + Nt items, hence the same batches in the same order for the
     same seed; the target items of a batch then carry no loss. So with both weights
     at 0 the adapt run *is* the source_only run, and their difference measures the
-    adaptation terms, not training-run variance."""
+    adaptation terms, not training-run variance.
+
+    ``memo``: a trained head is restored from it when every input below matches."""
     if (lambda_pseudo or lambda_contrastive) and (data.yt is None or data.ct is None):
         raise ValueError("train_head: adaptation weights > 0 need pseudo-labels and certainties")
     torch.manual_seed(seed)
@@ -139,7 +145,10 @@ def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str,
     def val_score(m: AdaptHead) -> float:
         return float((m(xv).argmax(1) == yv).float().mean())
 
-    result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, ns + nt, seed), device)
+    key = ("train_head", data.xs, data.ys, data.xv, data.yv, data.xt, data.yt, data.ct, data.ut,
+           int(n_classes), lam_pl, lam_con, tau_c)
+    result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, ns + nt, seed), device,
+                         memo=memo, key=key)
     return result.model.cpu(), result
 
 

@@ -61,14 +61,14 @@ import numpy as np
 import torch
 from torch.nn.functional import normalize
 
-from ...probe import stratified_split
+from ...probe import probe_memo, stratified_split
 from ...results import MetricValue
 from ..contract import EvalRequest, FamilyOutput
 from .heads import LinearHead, RelevanceFusionHead
 from .metrics import confusion_matrix, kl_divergence
 from .protocol import HEADLINE, PROTOCOLS, SCORES, check_protocol, field_placeholders
 from .scoring import WITHOUT, field_rows, gain_values, metric_values, paired_bootstrap
-from .training import ProbeFit, fit_probe, predict, standardise
+from .training import MEMO_VERSION, ProbeFit, fit_probe, predict, standardise
 
 #: Dataset meta keys copied into the result's details.
 META_KEYS = ("source", "generator_version", "reliability", "tag_threshold", "polarity",
@@ -220,7 +220,8 @@ def _fusion_probe(req: EvalRequest, image_emb, targets, splits, labels, common: 
     fit = fit_probe(lambda: RelevanceFusionHead(d, stack.shape[1], k, int(p["fusion_dim"]),
                                                 int(p["fusion_heads"]), float(p["dropout"])),
                     [x, mask], targets, splits["train"], splits["val"], labels[splits["val"]],
-                    lr=p["fusion_lr"], **common)
+                    lr=p["fusion_lr"], key=("fusion", d, stack.shape[1], k, int(p["fusion_dim"]),
+                                            int(p["fusion_heads"]), float(p["dropout"])), **common)
     test = splits["test"]
     probs, gates = predict(fit.model, [x, mask], test)
     without = {}
@@ -291,12 +292,14 @@ def evaluate(req: EvalRequest) -> FamilyOutput:
                                 "class_prompts": {c: p["class_prompts"].get(c, c) for c in classes},
                                 "logit_scale": float(p["zero_shot_logit_scale"])}
     common = dict(epochs=p["epochs"], patience=p["patience"], batch_size=p["batch_size"], seed=seed,
-                  weight_decays=p["weight_decays"], device=req.device or "cpu")
+                  weight_decays=p["weight_decays"], device=req.device or "cpu",
+                  memo=probe_memo(req, "metadata_sentiment", MEMO_VERSION))
     selection: dict[str, Any] = {}
     if "image_probe" in protocols:
         x = standardise(image_emb, splits["train"])
         fit = fit_probe(lambda: LinearHead(x.shape[1], k), [x], targets, splits["train"], splits["val"],
-                        ds.labels[splits["val"]], lr=p["linear_lr"], **common)
+                        ds.labels[splits["val"]], lr=p["linear_lr"], key=("linear", x.shape[1], k),
+                        **common)
         probs["image_probe"], _ = predict(fit.model, [x], test)
         selection["image_probe"] = _selection(fit)
     fusion = None

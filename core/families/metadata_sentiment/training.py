@@ -19,7 +19,10 @@ import torch
 from torch import nn
 from torch.nn.functional import log_softmax
 
-from ...probe import ProbeConfig, ProbeResult, select_on_validation, train_probe
+from ...probe import ProbeConfig, ProbeMemo, ProbeResult, select_on_validation, train_probe
+
+#: Bump when the heads, the loss or the training inputs change: stored probes miss.
+MEMO_VERSION = 1
 
 
 @dataclass
@@ -67,16 +70,24 @@ def standardise(x: torch.Tensor, train_idx: np.ndarray, mask: torch.Tensor | Non
 
 def fit_probe(make_model, inputs: Sequence[torch.Tensor], targets: torch.Tensor, train_idx: np.ndarray,
               val_idx: np.ndarray, val_labels: np.ndarray, *, lr: float, weight_decays: Sequence[float],
-              epochs: int, patience: int, batch_size: int, seed: int, device: str = "cpu") -> ProbeFit:
+              epochs: int, patience: int, batch_size: int, seed: int, device: str = "cpu",
+              memo: ProbeMemo | None = None, key: object = ()) -> ProbeFit:
     """Train ``make_model()`` on ``inputs[..][train_idx]`` against ``targets`` (rows are
     distributions), one run per weight decay; the epoch and the weight decay with the
-    best validation accuracy win (the test split is not an argument)."""
+    best validation accuracy win (the test split is not an argument).
+
+    ``memo``: trained probes are restored from it (:func:`ctxbench.probe.train_probe`);
+    ``key`` names the model ``make_model`` builds (its constructor arguments)."""
     tr = torch.as_tensor(train_idx, dtype=torch.long)
     va = torch.as_tensor(val_idx, dtype=torch.long)
     val_y = torch.as_tensor(val_labels, dtype=torch.long).to(device)
     train_inputs = [t[tr].to(device) for t in inputs]
     val_inputs = [t[va].to(device) for t in inputs]
     train_targets = targets[tr].to(device)
+    inputs_key = None
+    if memo is not None:
+        from ...cache import digest
+        inputs_key = ("fit_probe", key, digest(train_inputs, train_targets, val_inputs, val_y))
 
     def logits_of(model, xs):
         out = model(*xs)
@@ -95,7 +106,8 @@ def fit_probe(make_model, inputs: Sequence[torch.Tensor], targets: torch.Tensor,
         cfg = ProbeConfig(epochs=int(epochs), lr=float(lr), weight_decay=float(params["weight_decay"]),
                           batch_size=effective_batch_size(len(tr), int(batch_size)),
                           patience=int(patience), seed=int(seed))
-        result = train_probe(model, len(tr), batch_loss, val_score, cfg, device=device)
+        result = train_probe(model, len(tr), batch_loss, val_score, cfg, device=device,
+                             memo=memo, key=inputs_key)
         result.model.to("cpu")
         return result
 
