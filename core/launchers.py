@@ -200,7 +200,7 @@ class CellWorker:
     def __init__(self, options: dict[str, Any], tasks: dict[str, Any], name: str, args: dict):
         from .device import resolve_device
         from .plugin_host import load_plugins
-        from .runner import BackendSession
+        from .backend_session import BackendSession
         opts = RunOptions(**options)
         opts.device = resolve_device(opts.device)
         opts.write_results = False

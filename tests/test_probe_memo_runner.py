@@ -14,7 +14,8 @@ from ctxbench import runner as runner_module
 from ctxbench.backend import BackendArg, BackendSpec
 from ctxbench.families.contract import EvalRequest
 from ctxbench.plugin_host import load_plugins
-from ctxbench.runner import LazyBackend, Runner, RunOptions, backend_record_key
+from ctxbench.backend_session import LazyBackend, backend_record_key
+from ctxbench.runner import Runner, RunOptions
 from ctxbench.task_catalog import TaskCatalog
 from ctxbench_plugins.random_backend import RandomBackend
 
