@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 from ..io.atomic import write_text
+from ..io.portable import portable_path
 from ..errors import CtxbenchError
 from ..leaderboard import arrow, latest_results, select_cells
 from ..results import CellResult, now_iso
@@ -356,7 +357,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None,
     manifest, note = read_manifest(results_dir)
     out = Path(out) if out else results_dir.parent / f"{results_dir.name}.html"
     page = render_html(results, manifest, problems=problems, manifest_note=note,
-                       title=title or f"ctxbench report: {results_dir.name}", source=str(results_dir),
+                       title=title or f"ctxbench report: {results_dir.name}", source=portable_path(results_dir),
                        families=families, older=older)
     write_text(out, page)
     return out
