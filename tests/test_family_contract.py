@@ -34,3 +34,18 @@ def test_family_declares_its_contract(family, host_after_plot_imports):
     plots = spec.plots()
     assert plots and all(callable(fn) for fn in plots)
     assert any(host.loaders.get(n).family == family for n in host.loaders.names())
+
+
+HEAVY = ("torch", "numpy", "pandas", "matplotlib", "transformers", "datasets")
+
+
+@pytest.mark.parametrize("module", BUILTIN_MODULES)
+def test_family_package_and_its_hooks_import_no_heavy_library(module):
+    """`ctxbench --help`/`list` import every family: its package and hooks stay light
+    (the evaluator, loaders and plots are imported lazily)."""
+    import subprocess
+    import sys
+    code = (f"import sys, {module} as f; f.ctxbench_families(); f.ctxbench_dataset_loaders(); "
+            f"f.ctxbench_metrics(); print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

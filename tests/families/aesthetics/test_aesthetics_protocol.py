@@ -3,8 +3,6 @@ and a light hooks module."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -110,13 +108,7 @@ def test_emitted_sweep_metrics_equal_metric_names():
     assert set(out.metrics) <= set(metric_names(req.protocol))
 
 
-def test_hooks_module_is_light():
-    code = ("import sys, ctxbench.families.aesthetics as a; a.ctxbench_families(); "
-            "a.ctxbench_dataset_loaders(); a.ctxbench_metrics(); "
-            "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'datasets', 'transformers') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+# (the light-import check of this family's hooks is in tests/test_family_contract.py)
 
 
 def test_registered_metrics_say_which_way_is_better():

@@ -2,8 +2,6 @@
 the evaluator emits, and the loaders' path handling (task-relative, symlinks refused)."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
@@ -21,13 +19,7 @@ from ctxbench_plugins.random_backend import RandomBackend
 from test_context_retrieval_data import _write_dataset
 
 
-def test_init_is_light():
-    code = ("import sys, ctxbench.families.context_retrieval as f; f.ctxbench_families(); "
-            "f.ctxbench_dataset_loaders(); f.ctxbench_metrics(); "
-            "print([m for m in ('torch', 'numpy', 'matplotlib', 'transformers', 'datasets') "
-            "if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+# (the light-import check of this family's hooks is in tests/test_family_contract.py)
 
 
 def test_spec_declares_protocol_check_metric_names_and_plots():

@@ -2,8 +2,6 @@
 the evaluator emits, and the loaders' path handling (task-relative, symlinks refused)."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -22,13 +20,7 @@ from ctxbench_plugins.random_backend import RandomBackend
 from test_epic_data import CLIPS, write_fixtures, write_frames
 
 
-def test_init_is_light():
-    code = ("import sys, ctxbench.families.multi_instance_retrieval as f; f.ctxbench_families(); "
-            "f.ctxbench_dataset_loaders(); f.ctxbench_metrics(); "
-            "print([m for m in ('torch', 'numpy', 'pandas', 'matplotlib', 'transformers', 'datasets') "
-            "if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+# (the light-import check of this family's hooks is in tests/test_family_contract.py)
 
 
 def test_spec_declares_protocol_check_metric_names_and_plots():
