@@ -1,7 +1,7 @@
 """Plugins that misbehave in every way a third-party plugin has been seen to (test-only).
 
 Each backend wraps the random backend and breaks one rule; the family emits values
-JSON cannot hold. tests/test_run_isolation.py runs them all in one matrix.
+JSON cannot hold. tests/core/test_run_isolation.py runs them all in one matrix.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A tiny, random-weight model is written per published layout (tests/preset_fixtur
 the same config model_type and architecture, tokenizer kind and files, processor
 config keys and chat template as the real repository; each builder cites its
 source), then loaded through the preset with only ``--backend-arg model=DIR`` (a
-caption preset also needs ``embedder=DIR``; an open_clip preset has no ``model``
-argument, so it gets ``model_config`` + ``pretrained``) and put through the
+caption preset also needs ``embedder=DIR``; an open_clip preset reads its hub folder,
+open_clip_config.json + open_clip_model.safetensors, through the same ``model``) and put through the
 conformance kit. Fixtures are built once per session. Argument variation is
 skipped here (``vary_args=False``): the per-backend test files cover it, and a
 rebuild per varied argument would cost minutes.
@@ -98,12 +98,10 @@ def test_preset_loads_its_published_layout(name, specs, layouts):
 @pytest.mark.parametrize("name", OPEN_CLIP)
 def test_open_clip_preset_loads_its_published_layout(name, specs, tmp_path):
     import open_clip.factory as factory
-    arch = specs[name].default_args["arch"]
     saved = dict(factory._MODEL_CONFIGS)
     try:
-        config, ckpt = dual.build_open_clip_h14(tmp_path / "oc", arch)
-        report = run_conformance(specs[name], {"model_config": str(config),
-                                               "pretrained": str(ckpt)}, "cpu", vary_args=False)
+        folder = dual.build_open_clip_h14(tmp_path / "oc")
+        report = run_conformance(specs[name], {"model": str(folder)}, "cpu", vary_args=False)
     finally:
         factory._MODEL_CONFIGS.clear()
         factory._MODEL_CONFIGS.update(saved)

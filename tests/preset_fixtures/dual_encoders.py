@@ -101,13 +101,14 @@ def build_siglip2(path: Path) -> Path:
     return path
 
 
-def build_open_clip_h14(path: Path, arch: str = "ViT-H-14") -> tuple[Path, Path]:
+def build_open_clip_h14(path: Path) -> Path:
     """laion/CLIP-ViT-H-14-laion2B-s32B-b79K (https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K/tree/main),
     where open_clip's ``laion2b_s32b_b79k`` tag downloads from: open_clip_config.json
-    (``model_cfg`` + ``preprocess_cfg``) and open_clip_model.safetensors. The
-    architecture is shrunk to a tiny ViT with open_clip's bundled BPE tokenizer;
-    written also as ``<arch>.json`` because the open_clip backend registers a config
-    by its file stem. Returns (config, checkpoint)."""
+    (``model_cfg``: embed_dim, vision_cfg, text_cfg; ``preprocess_cfg``: the OpenAI CLIP
+    mean/std) and open_clip_model.safetensors (the repository also has
+    open_clip_pytorch_model.bin and a transformers copy, not needed by open_clip). The
+    architecture is shrunk to a tiny ViT with open_clip's bundled BPE tokenizer (the
+    published text_cfg names no hf_tokenizer_name either). Returns the folder."""
     import open_clip
     from safetensors.torch import save_file
     from ctxbench.testing.tiny_models import open_clip_config
@@ -115,10 +116,8 @@ def build_open_clip_h14(path: Path, arch: str = "ViT-H-14") -> tuple[Path, Path]
     cfg = open_clip_config()
     write_json(path / "open_clip_config.json", {"model_cfg": cfg, "preprocess_cfg": {
         "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}})
-    config = path / f"{arch}.json"
-    config.write_text(json.dumps(cfg, indent=2))
     torch.manual_seed(0)
     model = open_clip.CLIP(**cfg)
-    ckpt = path / "open_clip_model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
-    return config, ckpt
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(path / "open_clip_model.safetensors"))
+    return path

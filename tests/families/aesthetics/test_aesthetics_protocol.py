@@ -108,7 +108,7 @@ def test_emitted_sweep_metrics_equal_metric_names():
     assert set(out.metrics) <= set(metric_names(req.protocol))
 
 
-# (the light-import check of this family's hooks is in tests/test_family_contract.py)
+# (the light-import check of this family's hooks is in tests/core/test_family_contract.py)
 
 
 def test_registered_metrics_say_which_way_is_better():

@@ -383,6 +383,6 @@ def test_shipped_protocols_pass_the_check():
     check_protocol({**PROTOCOL_DEFAULTS, "source": "usa", "target": "asia"})
 
 
-# (the light-import check of this family's hooks is in tests/test_family_contract.py)
+# (the light-import check of this family's hooks is in tests/core/test_family_contract.py)
 
 

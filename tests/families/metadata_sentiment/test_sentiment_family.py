@@ -431,7 +431,7 @@ def test_metric_names_cover_every_metric_the_evaluator_emits():
         assert metric in out.metrics
 
 
-# (the light-import check of this family's hooks is in tests/test_family_contract.py)
+# (the light-import check of this family's hooks is in tests/core/test_family_contract.py)
 
 
 def test_binary_task_reports_macro_and_positive_f1():

@@ -20,7 +20,7 @@ from ctxbench_plugins.random_backend import RandomBackend
 from test_epic_data import CLIPS, write_fixtures, write_frames
 
 
-# (the light-import check of this family's hooks is in tests/test_family_contract.py)
+# (the light-import check of this family's hooks is in tests/core/test_family_contract.py)
 
 
 def test_spec_declares_protocol_check_metric_names_and_plots():

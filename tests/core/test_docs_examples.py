@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "DEVELOPERS.md",
              *sorted((ROOT / "docs").glob("*.md"))]
 SHELL = {"", "bash", "sh", "shell", "console"}
@@ -39,7 +39,7 @@ SHELL = {"", "bash", "sh", "shell", "console"}
 # ``ctxbench``), with the reason. They are still parsed and their names checked.
 NOT_RUN: dict[str, str] = {
     "run --task all": "the full embedded run (~50 s on 2 cores); "
-                      "tests/test_embedded_leaderboard.py runs exactly it and compares it "
+                      "tests/core/test_embedded_leaderboard.py runs exactly it and compares it "
                       "with the committed leaderboard",
     "run --task context_retrieval_lsmdc": "needs the LSMDC data and model weights",
     "run --task metadata_sentiment_fi": "needs the FI data and model weights",
@@ -49,7 +49,7 @@ NOT_RUN: dict[str, str] = {
     "run --task context_retrieval --backend random,open_clip": "pretrained=openai needs the "
                                                                "weights (network)",
     "run --launcher": "a cluster launcher (Slurm / torchrun / Kubernetes / Ray); "
-                      "tests/test_launchers.py runs the launchers",
+                      "tests/core/test_launchers.py runs the launchers",
     "run --data-parallel": "torchrun on several GPUs; tests/test_distributed.py covers it",
     "export-epic": "needs a finished epic100_mir run (real data)",
     "check-backend my_backend": "the reader's own plugin (a placeholder name)",
@@ -61,7 +61,7 @@ NOT_RUN: dict[str, str] = {
 # ``run --task all --limit 20`` is executed on one family (multi_instance_retrieval, both
 # default backends) instead of all six: the whole matrix takes 1-2 minutes even at
 # --limit 20 (domain_adaptation trains 3 seeds x 12 pairs whatever the limit), and
-# the full matrix is run by tests/test_embedded_leaderboard.py anyway.
+# the full matrix is run by tests/core/test_embedded_leaderboard.py anyway.
 LIMITED_RUN_TASK = "multi_instance_retrieval"
 
 

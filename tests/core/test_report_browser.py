@@ -182,7 +182,7 @@ def test_real_run_report_fits_1400px(tmp_path):
     scripts), read back through --dump-dom; the first screen is saved to
     /tmp/report_first_screen.png."""
     browser()
-    results = Path(__file__).resolve().parents[1] / "leaderboards" / "embedded"
+    results = Path(__file__).resolve().parents[2] / "leaderboards" / "embedded"
     page = write_report(results, tmp_path / "report.html")
     html = page.read_text()
     assert html.count('<meta http-equiv="Content-Security-Policy"') == 1

@@ -20,7 +20,7 @@ from ctxbench.name_registry import Registry
 from ctxbench.registrations import MetricSpec
 from ctxbench.results import CellResult, MetricValue, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRICKY = ["tag_aware/agree*ment*", "a|b", "<b>bold</b>", "Sugiura & Yamauchi &amp; co",
           "back`tick", "``fenced``", "$x^2$", "~strike~", "[link](x)", "under_score_", "&copy;",
           "\\backslash", " spaced "]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from distutil import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")
 TOLERANCE = 0.002
 

@@ -6,7 +6,7 @@ import tomllib
 import pytest
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_package_folder_is_listed():
@@ -33,7 +33,7 @@ def test_default_run_output_is_ignored_by_git():
     import subprocess
 
     from ctxbench.cli import default_output_dir
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
     target = default_output_dir("embedded") / "some_task" / "cell.json"
