@@ -28,7 +28,7 @@ Two kinds of interval and test:
   p = 2 * T_{G-1}.sf(Phi^-1(1 - p_pct / 2) / sqrt(G / (G - 1))) (where no
   replicate reaches 0, Phi^-1 of the tail is extrapolated as |m| / sd*). Same simulation:
   coverage 0.94-0.95 and false positives 4.9-5.1% at 8 clusters, 0.95 and 5% at
-  50 (tests/test_bootstrap.py checks it at the shipped sizes). With fewer than
+  50 (tests/core/test_bootstrap.py checks it at the shipped sizes). With fewer than
   two clusters it is the percentile interval.
 """
 
