@@ -116,3 +116,91 @@ def test_uncached_pretrained_tag_fails_fast_offline():
     with pytest.raises(hf_common.ModelLoadError, match="HF_HUB_OFFLINE=1 forbids.*pretrained="):
         make_open_clip(arch="ViT-H-14", pretrained="laion2b_s32b_b79k")
     assert time.perf_counter() - t0 < 2.0
+
+
+# --------------------------------------------------------------- model=<hub-layout folder>
+
+def _hub_folder(path, config, ckpt, preprocess=None):
+    """The layout open_clip publishes on the hub: open_clip_config.json + weights."""
+    from safetensors.torch import load_file, save_file
+    path.mkdir(parents=True, exist_ok=True)
+    doc = {"model_cfg": json.loads(config.read_text()),
+           "preprocess_cfg": preprocess or {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+    (path / "open_clip_config.json").write_text(json.dumps(doc))
+    state = torch.load(ckpt) if ckpt.suffix == ".pt" else load_file(str(ckpt))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path / "open_clip_model.safetensors"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub_folder(tmp_path_factory, checkpoints):
+    config, ckpt = checkpoints["safetensors"]
+    return _hub_folder(tmp_path_factory.mktemp("oc_hub") / "tiny", config, ckpt)
+
+
+def test_model_folder_sets_arch_preprocessing_and_weights(hub_folder, checkpoints, dataset):
+    config, ckpt = checkpoints["safetensors"]
+    backend = make_open_clip(model=str(hub_folder))
+    ref = make_open_clip(model_config=str(config), pretrained=str(ckpt))
+    texts = [q for _, q in dataset.evaluation_queries("L1")[:4]]
+    assert torch.allclose(backend.encode_texts(texts, [None] * 4),
+                          ref.encode_texts(texts, [None] * 4), atol=1e-5)
+    norm = [t for t in backend.preprocess.transforms if type(t).__name__ == "Normalize"][0]
+    assert list(norm.mean) == [0.5, 0.5, 0.5] and list(norm.std) == [0.25, 0.25, 0.25]
+    images = [im.ref.load() for im in dataset.images[:2]]
+    assert not torch.allclose(backend.encode_images(images, [None] * 2),   # other mean/std
+                              ref.encode_images(images, [None] * 2), atol=1e-4)
+    fp = backend.fingerprint()
+    cfg_hash = hf_common.file_hash(hub_folder / "open_clip_config.json")[:16]
+    w_hash = hf_common.file_hash(hub_folder / "open_clip_model.safetensors")[:16]
+    assert f"cfg=sha256:{cfg_hash}" in fp and f"open_clip_model.safetensors@sha256:{w_hash}" in fp
+
+
+def test_model_folder_fingerprint_follows_config_and_weights(tmp_path, checkpoints):
+    config, ckpt = checkpoints["safetensors"]
+    a = make_open_clip(model=str(_hub_folder(tmp_path / "a", config, ckpt))).fingerprint()
+    b = make_open_clip(model=str(_hub_folder(tmp_path / "b", config, checkpoints["pt"][1]))
+                       ).fingerprint()
+    c = make_open_clip(model=str(_hub_folder(tmp_path / "c", config, ckpt,
+                                             {"mean": [0.4] * 3, "std": [0.2] * 3}))).fingerprint()
+    assert len({a, b, c}) == 3
+
+
+def test_model_folder_errors(tmp_path, hub_folder, checkpoints):
+    config, ckpt = checkpoints["safetensors"]
+    with pytest.raises(hf_common.ModelLoadError, match="cannot be combined with arch=ViT-B-32"):
+        make_open_clip(model=str(hub_folder), arch="ViT-B-32")
+    with pytest.raises(hf_common.ModelLoadError,
+                       match="combined with pretrained=.*model_config=.*drop pretrained and model_config"):
+        make_open_clip(model=str(hub_folder), pretrained=str(ckpt), model_config=str(config))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(hf_common.ModelLoadError, match="no open_clip_config.json"):
+        make_open_clip(model=str(tmp_path / "empty"))
+    nowt = tmp_path / "noweights"
+    nowt.mkdir()
+    (nowt / "open_clip_config.json").write_text((hub_folder / "open_clip_config.json").read_text())
+    with pytest.raises(hf_common.ModelLoadError, match="no weights file"):
+        make_open_clip(model=str(nowt))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": {}}))
+    with pytest.raises(hf_common.ModelLoadError, match="no 'model_cfg'"):
+        make_open_clip(model=str(bad))
+
+
+def test_model_hub_id_from_the_cache_offline(tmp_path, monkeypatch, hub_folder):
+    import shutil
+    import huggingface_hub.constants as hub_constants
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--tiny-org--tiny-open-clip"
+    shutil.copytree(hub_folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    backend = make_open_clip(model="hf-hub:tiny-org/tiny-open-clip")
+    assert f"hub:tiny-org/tiny-open-clip@{commit}" in backend.fingerprint()
+    t0 = time.perf_counter()
+    with pytest.raises(hf_common.ModelLoadError, match="HF_HUB_OFFLINE=1 forbids"):
+        make_open_clip(model="hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+    assert time.perf_counter() - t0 < 2.0
