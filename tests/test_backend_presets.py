@@ -32,7 +32,7 @@ def specs():
 def test_catalogue_names_the_papers_models(specs):
     assert set(PAPER_MODELS) <= set(specs)
     assert specs["gemma3-4b-embed"].default_args["model"] == "google/gemma-3-4b-pt"
-    assert specs["openclip-h14"].default_args == {"arch": "ViT-H-14", "pretrained": "laion2b_s32b_b79k"}
+    assert specs["openclip-h14"].default_args == {"model": "hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}
     # the caption presets resolve the named text embedder and inherit the shared args
     cap = specs["qwen3-vl-8b-caption"].default_args
     assert cap["embedder"] == "Qwen/Qwen3-Embedding-0.6B" and cap["model"] == "Qwen/Qwen3-VL-8B-Instruct"
