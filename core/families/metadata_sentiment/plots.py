@@ -102,30 +102,33 @@ def _field_rows(data: TaskData, backends: list[str]) -> tuple[list[str], dict[st
     return sources, {b: {str(row.get("source")): row for row in rows_of[b]} for b in have}
 
 
-def _field_figure(data: TaskData, backends: list[str], title: str):
-    """(sources, lookup, figure, axes) for a per-field bar plot, or a skipped Plot when no
-    backend has a "field contribution" table."""
+def _field_bars(data: TaskData, backends: list[str], title: str, value, **bar_options):
+    """One bar group per metadata field, one bar per backend with a "field contribution"
+    table (``value(backend, field, lookup)`` gives the MetricValue): returns (figure,
+    axes, fields, lookup, backends drawn, missing), or a skipped Plot when no backend
+    has the table."""
     sources, lookup = _field_rows(data, backends)
     if not lookup:
         return Plot.skip(title, "no 'field contribution' table (the fusion probe did not run, or "
                          "the dataset has no metadata)")
-    fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(lookup))))
-    return sources, lookup, fig, fig.add_subplot()
+    have = list(lookup)
+    fig = new_figure(max(6.0, 1.2 * len(sources) + 3.5), max(3.2, legend_height(len(have))))
+    ax = fig.add_subplot()
+    missing = grouped_bars(ax, data, have, sources, lambda b, g: value(b, g, lookup), **bar_options)
+    ax.set_xlabel("metadata field")
+    return fig, ax, sources, lookup, have, missing
 
 
 def _ms_contribution(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "Contribution of each metadata field"
-    made = _field_figure(data, backends, title)
+    made = _field_bars(data, backends, title,
+                       lambda b, g, _: data.metric(b, f"fusion_probe/contribution/{g}"),
+                       significance=True, scale=100)
     if isinstance(made, Plot):
         yield made
         return
-    sources, lookup, fig, ax = made
-    have = list(lookup)
-    missing = grouped_bars(ax, data, have, sources,
-                           lambda b, g: data.metric(b, f"fusion_probe/contribution/{g}"),
-                           significance=True, scale=100)
+    fig, ax, sources, lookup, have, missing = made
     ax.axhline(0, color=NEUTRAL, linewidth=0.8)
-    ax.set_xlabel("metadata field")
     ax.set_ylabel("accuracy drop when masked (points)")
     add_backend_legend(fig, data, have)
     yield Plot(title, fig, "Fusion-probe test accuracy minus its accuracy with the field masked as "
@@ -136,14 +139,12 @@ def _ms_contribution(data: TaskData, backends: list[str]) -> Iterator[Plot]:
 
 def _ms_gates(data: TaskData, backends: list[str]) -> Iterator[Plot]:
     title = "Learned gate of each metadata field"
-    made = _field_figure(data, backends, title)
+    made = _field_bars(data, backends, title,
+                       lambda b, g, lookup: row_metric(lookup[b].get(g, {}), "gate_mean"))
     if isinstance(made, Plot):
         yield made
         return
-    sources, lookup, fig, ax = made
-    have = list(lookup)
-    missing = grouped_bars(ax, data, have, sources,
-                           lambda b, g: row_metric(lookup[b].get(g, {}), "gate_mean"))
+    fig, ax, sources, lookup, have, missing = made
     uniform = Line2D([], [], color=NEUTRAL, linestyle="--", linewidth=1)
     for j, s in enumerate(sources):
         shares = [lookup[b][s]["uniform_gate"] for b in have
@@ -151,7 +152,6 @@ def _ms_gates(data: TaskData, backends: list[str]) -> Iterator[Plot]:
         if shares:
             ax.hlines(float(np.mean(shares)), j - 0.45, j + 0.45, colors=NEUTRAL, linestyles="--",
                       linewidth=1)
-    ax.set_xlabel("metadata field")
     ax.set_ylabel("mean learned gate (0-1)")
     ax.set_ylim(0, 1.02)
     add_backend_legend(fig, data, have, extra=[(uniform, "uniform gate share")])
