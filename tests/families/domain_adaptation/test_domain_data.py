@@ -178,15 +178,20 @@ def test_geonet_missing_gives_instructions(tmp_path):
         geonet.load_geonet({"root": str(tmp_path), "metadata": str(tmp_path / "none.json")}, _ctx(tmp_path))
 
 
-def test_geonet_unida_lists_with_captions_from_the_metadata(tmp_path):
-    root = tmp_path / "GeoNet"
-    meta = _geonet(root)
+def _write_geonet_lists(root, meta):
+    """The UniDA-style ``<domain>_<split>.txt`` lists of the images in the metadata JSON."""
     data = json.loads(meta.read_text())
     for dom in ("usa", "asia"):
         for split in ("train", "test"):
             lines = [f"{im['filename']} {a['category']}" for im, a in
                      zip(data[f"{dom}_{split}"]["images"], data[f"{dom}_{split}"]["annotations"])]
             (root / f"{dom}_{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_geonet_unida_lists_with_captions_from_the_metadata(tmp_path):
+    root = tmp_path / "GeoNet"
+    meta = _geonet(root)
+    _write_geonet_lists(root, meta)
     ds = lists.load_geonet_lists({"root": str(root), "captions": str(meta)}, _ctx(tmp_path))
     assert ds.classes == ["colobus", "flagpole"]
     assert ds.domains["usa"]["test"].captions == ["colobus seen in usa", "flagpole seen in usa"]
@@ -257,12 +262,7 @@ def test_geonet_json_refuses_a_symlink_out_of_the_root(tmp_path):
 def test_geonet_lists_refuse_a_symlink_out_of_the_root(tmp_path):
     root = tmp_path / "GeoNet"
     meta = _geonet(root)
-    data = json.loads(meta.read_text())
-    for dom in ("usa", "asia"):
-        for split in ("train", "test"):
-            lines = [f"{im['filename']} {a['category']}" for im, a in
-                     zip(data[f"{dom}_{split}"]["images"], data[f"{dom}_{split}"]["annotations"])]
-            (root / f"{dom}_{split}.txt").write_text("\n".join(lines) + "\n")
+    _write_geonet_lists(root, meta)
     _link_out(tmp_path, root, "usa/train/colobus/1.jpg")
     with pytest.raises(PathEscapeError, match=re.escape(f"{root / 'usa_train.txt'}:1")):
         lists.load_geonet_lists({"root": str(root)}, _ctx(tmp_path))
