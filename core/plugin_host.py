@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "ctxbench.families.metadata_sentiment",
     "ctxbench.families.domain_adaptation",
     "ctxbench.families.aesthetics",
+    "ctxbench.families.image_text_retrieval",
 )
 
 
