@@ -202,28 +202,30 @@ def read_coco(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, int, s
                                      f"expected a list, got {type(doc[key]).__name__}") +
                                      "; the COCO captions format is {\"images\": [{\"id\", "
                                      "\"file_name\"}], \"annotations\": [{\"image_id\", \"caption\"}]}")
+    def at(field_path: str) -> str:
+        return f"{path}: field '{field_path}'"
+
     images, index = [], {}
     for n, entry in enumerate(doc["images"]):
-        where = f"{path}: field 'images[{n}]'"
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
-            raise DatasetFormatError(f"{where}: expected an object with 'id' and 'file_name', "
-                                     f"got {entry!r:.80}")
-        key = _coco_id(entry["id"], f"{where}.id")
+            raise DatasetFormatError(f"{at(f'images[{n}]')}: expected an object with 'id' and "
+                                     f"'file_name', got {entry!r:.80}")
+        key = _coco_id(entry["id"], at(f"images[{n}].id"))
         if key in index:
-            raise DatasetFormatError(f"{where}.id: duplicate image id {entry['id']!r} (first at "
-                                     f"images[{index[key]}]); image ids must be unique")
+            raise DatasetFormatError(f"{at(f'images[{n}].id')}: duplicate image id {entry['id']!r} "
+                                     f"(first at images[{index[key]}]); image ids must be unique")
         index[key] = n
-        images.append((f"{where}.file_name", entry["file_name"]))
+        images.append((at(f"images[{n}].file_name"), entry["file_name"]))
     captions = []
     for n, ann in enumerate(doc["annotations"]):
-        where = f"{path}: field 'annotations[{n}]'"
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
-            raise DatasetFormatError(f"{where}: expected an object with 'image_id' and 'caption', "
-                                     f"got {ann!r:.80}")
-        key = _coco_id(ann["image_id"], f"{where}.image_id")
+            raise DatasetFormatError(f"{at(f'annotations[{n}]')}: expected an object with "
+                                     f"'image_id' and 'caption', got {ann!r:.80}")
+        key = _coco_id(ann["image_id"], at(f"annotations[{n}].image_id"))
         if key not in index:
-            raise DatasetFormatError(f"{where}.image_id: {ann['image_id']!r} is not the id of an "
-                                     "entry of 'images'; add the image or fix the id")
+            raise DatasetFormatError(f"{at(f'annotations[{n}].image_id')}: {ann['image_id']!r} is "
+                                     "not the id of an entry of 'images'; add the image or fix the id")
+        where = f"{path}: annotations[{n}]"
         for text in _caption_list(ann["caption"], where, "caption", allow_list=False):
             captions.append((where, index[key], text))
     return images, captions
@@ -254,19 +256,24 @@ class _Pool:
         file = contained(self.root, rel.strip(), where)
         if file not in self.index:
             if not file.is_file():
-                self.missing.append(f"{where}: {rel.strip()!r}")
+                self.missing.append(f"{where}: {rel.strip()!r}")   # where = file: line: field
             self.index[file] = len(self.refs)
             self.ids.append(rel.strip())
             self.refs.append(ImageRef.from_path(file))
         return self.index[file]
 
     def check(self, captions_file: Path) -> None:
+        """One error for every missing file, starting with the first one's row."""
         if self.missing:
-            shown = "; ".join(self.missing[:MAX_LISTED])
-            more = f" (and {len(self.missing) - MAX_LISTED} more)" if len(self.missing) > MAX_LISTED else ""
-            raise DatasetFormatError(f"image file(s) not found under {self.root}: {shown}{more}; "
-                                     f"put the files there, fix their paths in {captions_file}, "
-                                     f"or point the dataset option 'images' at their folder")
+            first, rest = self.missing[0], self.missing[1:]
+            more = ""
+            if rest:
+                more = f" (and {len(rest)} more: " + "; ".join(rest[:MAX_LISTED - 1]) + \
+                    (", ..." if len(rest) > MAX_LISTED - 1 else "") + ")"
+            raise DatasetFormatError(f"{first}: image file not found under {self.root}{more}; "
+                                     f"put the files there, fix their paths in "
+                                     f"{captions_file.name}, or point the dataset option 'images' "
+                                     "at their folder")
 
 
 def load_captions(captions: str | Path, images: str | Path | None = None, fmt: str = "auto",
