@@ -20,10 +20,11 @@ Contract, checked by the runner for every batch (see encoder.py):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
-import torch
-from PIL import Image
+if TYPE_CHECKING:  # type hints only: `ctxbench list`/`validate` import this module
+    import torch
+    from PIL import Image
 
 
 @dataclass(frozen=True)

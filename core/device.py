@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from .errors import CtxbenchError
 
 
@@ -20,6 +18,8 @@ def check_device_name(requested: str) -> None:
 
 
 def resolve_device(requested: str | None = None) -> str:
+    import torch   # here, not at the top: `run` checks its arguments (check_device_name) first
+
     if requested is not None:
         check_device_name(requested)
     if requested and requested != "auto":
