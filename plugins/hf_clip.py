@@ -19,16 +19,17 @@ longest), ``max_length``, ``context_fusion`` (none/late), ``fusion_weight``,
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Sequence
 
 from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 
 from . import common_args as ca
 from . import hf_common as hc
+
+if TYPE_CHECKING:  # type hints only: `ctxbench list` imports this module
+    import torch
+    from PIL import Image
 
 SIGLIP_TYPES = ("siglip", "siglip2")
 ARGS = (

@@ -23,9 +23,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ctxbench.errors import CtxbenchError
 
@@ -33,6 +31,9 @@ from ctxbench.errors import CtxbenchError
 from .hf_hub import (HUB_PROBE_TIMEOUT_S, ModelLoadError, ModelSource, after_download,  # noqa: F401
                      cached_file, dir_hash, file_hash, hub_endpoint, hub_reachable,
                      require_download_allowed, resolve_model, text_hash)
+
+if TYPE_CHECKING:  # torch loads when a model does: `ctxbench list` imports the backends
+    import torch
 
 PLUGIN_VERSION = "1"
 PROBE_SENTENCE = "a photo of a red circle next to a small blue square in the evening light."
@@ -43,14 +44,16 @@ class TokenizerSanityError(CtxbenchError):
 
 
 # ----------------------------------------------------------------------------- precision, device
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-           "fp16": torch.float16, "float16": torch.float16, "half": torch.float16}
+_DTYPES = {"fp32": "float32", "float32": "float32", "float": "float32",
+           "bf16": "bfloat16", "bfloat16": "bfloat16",
+           "fp16": "float16", "float16": "float16", "half": "float16"}   # name -> torch.<dtype>
 
 
 def parse_dtype(value: str | torch.dtype | None, device: str) -> torch.dtype:
     """``fp32`` / ``bf16`` / ``fp16`` (or their long names); ``auto``/None = bf16 on a
     CUDA device that supports it (else fp16), fp32 elsewhere."""
+    import torch
+
     if isinstance(value, torch.dtype):
         return value
     if value is None or str(value).lower() == "auto":
@@ -58,13 +61,15 @@ def parse_dtype(value: str | torch.dtype | None, device: str) -> torch.dtype:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     try:
-        return _DTYPES[str(value).lower()]
+        return getattr(torch, _DTYPES[str(value).lower()])
     except KeyError:
         raise ModelLoadError(f"dtype={value!r} is not supported; use one of fp32, bf16, fp16 "
                              f"or auto (--backend-arg dtype=bf16)") from None
 
 
 def dtype_name(dtype: torch.dtype) -> str:
+    import torch
+
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
@@ -149,6 +154,8 @@ def quiet_transformers() -> None:
 def features(output: Any, where: str) -> torch.Tensor:
     """A [N, D] tensor from ``get_image_features`` / ``get_text_features``: a tensor
     (transformers 4) or an output object whose ``pooler_output`` holds it (5)."""
+    import torch
+
     if isinstance(output, torch.Tensor):
         return output
     pooled = getattr(output, "pooler_output", None)
@@ -159,11 +166,15 @@ def features(output: Any, where: str) -> torch.Tensor:
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return torch.nn.functional.normalize(x.float(), dim=-1)
 
 
 def last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Hidden state at each row's last attended position (left or right padding)."""
+    import torch
+
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (attention_mask.to(torch.long) * (positions + 1)).argmax(dim=1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
@@ -195,6 +206,8 @@ def late_fuse(base: torch.Tensor, contexts: Sequence[str | None], weight: float,
     ``phi(I, C) = normalize(normalize(phi(I)) + w * normalize(psi(C)))``, and the same
     for texts; rows without a context are just ``normalize(base)``. Each distinct
     context is encoded once (text tower)."""
+    import torch
+
     base = l2_normalize(base)
     unique = list(dict.fromkeys(c for c in contexts if c is not None))
     if not unique:
@@ -267,10 +280,14 @@ class DualEncoderMixin:
         return l2_normalize(emb).cpu()
 
     def encode_images(self, images, contexts: Sequence[str | None]) -> torch.Tensor:
+        import torch
+
         with torch.inference_mode():
             return self._finish(self._image_features(images), contexts)
 
     def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
+        import torch
+
         with torch.inference_mode():
             return self._finish(self._text_features(texts), contexts)
 

@@ -39,16 +39,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Sequence
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Sequence
 
 from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 
 from . import common_args as ca
 from . import hf_common as hc
+
+if TYPE_CHECKING:  # torch, PIL and open_clip load with the model: `ctxbench list` imports this
+    import torch
+    from PIL import Image
 
 HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 ARGS = (
@@ -62,7 +63,7 @@ ARGS = (
                                           "open_clip.add_model_config (its stem is the arch)"),
     ca.DTYPE, ca.CONTEXT_FUSION, ca.FUSION_WEIGHT, ca.min_vocab(1000),
 )
-_PRECISION = {torch.float32: "fp32", torch.bfloat16: "pure_bf16", torch.float16: "pure_fp16"}
+_PRECISION = {"fp32": "fp32", "bf16": "pure_bf16", "fp16": "pure_fp16"}   # by hc.dtype_name
 
 
 def register_config(model_config: str | os.PathLike, arch: str | None) -> str:
@@ -253,7 +254,7 @@ class OpenClipBackend(hc.DualEncoderMixin):
             ident = f"tag:{pretrained}@{where}"
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=weights, precision=_PRECISION[self.dtype], device=device, **extra)
+                arch, pretrained=weights, precision=_PRECISION[hc.dtype_name(self.dtype)], device=device, **extra)
         except RuntimeError as exc:
             what = f"model={model_arg}" if model_arg is not None else f"arch={arch} pretrained={pretrained}"
             raise hc.ModelLoadError(f"open_clip {what}: the checkpoint "
@@ -301,6 +302,8 @@ class OpenClipBackend(hc.DualEncoderMixin):
         return self.model.encode_text(tokens)
 
     def _image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+
         pixels = torch.stack([self.preprocess(im) for im in images])  # PIL transforms: per image
         return self.model.encode_image(pixels.to(hc.input_device(self.model), self.dtype))
 

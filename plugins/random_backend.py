@@ -8,15 +8,14 @@ sits at chance (Recall@1 ~ 1/pool).
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
-
-import numpy as np
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Sequence
 
 from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
-from ctxbench.inputs import context_key, pil_key, text_key
+
+if TYPE_CHECKING:  # numpy, torch and PIL load on first encode: `ctxbench list` imports this
+    import torch
+    from PIL import Image
 
 PLUGIN_VERSION = "1"
 ARGS = (BackendArg("dim", int, 64, "embedding dimension"),
@@ -33,6 +32,9 @@ class RandomBackend:
         return f"random:v{PLUGIN_VERSION}:dim={self.dim}:seed={self.seed}"
 
     def _vectors(self, keys: list[str]) -> torch.Tensor:
+        import numpy as np
+        import torch
+
         out = np.empty((len(keys), self.dim), dtype=np.float32)
         for i, key in enumerate(keys):
             digest = hashlib.sha256(f"{self.seed}\0{key}".encode()).digest()
@@ -42,9 +44,11 @@ class RandomBackend:
         return torch.from_numpy(out)
 
     def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
+        from ctxbench.inputs import context_key, pil_key
         return self._vectors([f"i{pil_key(im)}{context_key(c)}" for im, c in zip(images, contexts)])
 
     def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
+        from ctxbench.inputs import context_key, text_key
         return self._vectors([f"t{text_key(t)}{context_key(c)}" for t, c in zip(texts, contexts)])
 
 

@@ -14,11 +14,12 @@ semantic distance between queries), not a backend: it cannot embed images.
 from __future__ import annotations
 
 import json
-from typing import Sequence
-
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from . import hf_common as hc
+
+if TYPE_CHECKING:  # torch loads with the model (vlm_caption imports this module)
+    import torch
 
 POOLINGS = ("auto", "mean", "last", "cls")
 
@@ -94,6 +95,8 @@ class TextEmbedder:
                 f":norm={int(self.normalize)}:maxlen={self.max_length}")
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        import torch
+
         batch = self.tokenizer(list(texts), padding=True, truncation=True,
                                max_length=self.max_length, return_tensors="pt",
                                return_overflowing_tokens=False, return_length=True)

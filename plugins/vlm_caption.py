@@ -32,21 +32,21 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Sequence
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Sequence
 
 from ctxbench.io.atomic import atomic_path
 from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
-from ctxbench.inputs import context_key, pil_key
 
 from . import common_args as ca
 from . import hf_common as hc
 from .text_embedder import TextEmbedder
 from .vlm_embed import (CONTEXT_SIDES, CONTEXT_SIDES_ARG, IMAGE_TOKEN, PROMPT_FORMAT, RAW_WRAP,
                         SYSTEM_PROMPT, VLMPrompter, check_template, fill, load_vlm)
+
+if TYPE_CHECKING:  # torch and PIL load with the model: `ctxbench list` imports this module
+    import torch
+    from PIL import Image
 
 CAPTION_PROMPT = "<image>\nDescribe this image in one sentence."
 CAPTION_CONTEXT_PROMPT = ("Context: <context>\n<image>\nDescribe this image in one sentence, "
@@ -207,6 +207,8 @@ class VLMCaptionBackend:
                   for c in contexts]
         inputs = self.prompter.tokenize(self.prompter.render(pieces), images, self.dtype,
                                         hc.input_device(self.model))
+        import torch
+
         tok = self.processor.tokenizer
         with torch.inference_mode():
             out = self.model.generate(**inputs, do_sample=False, num_beams=1,
@@ -218,6 +220,8 @@ class VLMCaptionBackend:
 
     def caption_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> list[str]:
         """Captions through the cache; missing ones are generated in one batch."""
+        from ctxbench.inputs import context_key, pil_key
+
         image_keys = [pil_key(im) for im in images]
         ctx_keys = [context_key(c) for c in contexts]
         templates = [self.prompts["caption_context" if c is not None else "caption"] for c in contexts]

@@ -41,16 +41,17 @@ Args (``--backend-arg``): ``model``, ``revision``, ``dtype``, ``device_map``,
 from __future__ import annotations
 
 import re
-from typing import Sequence
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Sequence
 
 from ctxbench.backend import BackendArg, BackendSpec, Capabilities
 from ctxbench.hooks import hookimpl
 
 from . import common_args as ca
 from . import hf_common as hc
+
+if TYPE_CHECKING:  # torch and PIL load with the model: `ctxbench list` imports this module
+    import torch
+    from PIL import Image
 
 E5V_IMAGE_PROMPT = "<image>\nSummary above image in one word:"
 E5V_TEXT_PROMPT = "<sent>\nSummary above sentence in one word:"
@@ -187,6 +188,8 @@ class VLMPrompter:
 
         In chat mode the template already holds the special tokens, so the processor
         adds none; in raw mode it adds its usual ones (e.g. BOS), as E5-V does."""
+        import torch
+
         kwargs = {"text": prompts, "padding": True, "return_tensors": "pt",
                   "add_special_tokens": self.format == "raw"}
         if images is not None:
@@ -291,12 +294,16 @@ class VLMEmbedBackend:
     def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
         pieces = [fill(self.prompts["image_context" if c is not None else "image"], context=c)
                   for c in contexts]
+        import torch
+
         with torch.inference_mode():
             return self._embed(self.prompter.render(pieces), images)
 
     def encode_texts(self, texts: Sequence[str], contexts: Sequence[str | None]) -> torch.Tensor:
         pieces = [fill(self.prompts["text_context" if c is not None else "text"], sent=t, context=c)
                   for t, c in zip(texts, contexts)]
+        import torch
+
         with torch.inference_mode():
             return self._embed(self.prompter.render(pieces), None)
 
