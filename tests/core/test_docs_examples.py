@@ -191,7 +191,14 @@ def test_every_command_parses_and_names_exist(where, args, plugin_host, task_cat
             _check_backend_args(plugin_host, [ns.name], ns.backend_arg, where)
         return
     tasks = [t for sel in (ns.task or ["all"]) for t in sel.split(",")]
-    selected = task_catalog.select(tasks)
+    catalog = task_catalog
+    files = [ROOT / t for t in tasks if t.endswith((".yaml", ".yml"))]
+    if files or ns.include_path:   # the reader's own task files, loaded as the CLI loads them
+        from ctxbench.task_catalog import TaskCatalog
+        catalog = TaskCatalog(plugin_host.task_dirs + [ROOT / d for d in ns.include_path],
+                              plugin_host.families, plugin_host.loaders, task_files=files)
+        tasks = [str(ROOT / t) if t.endswith((".yaml", ".yml")) else t for t in tasks]
+    selected = catalog.select(tasks)
     assert selected, f"{where}: --task {tasks} selects no task"
     names = [n.strip() for b in ns.backend for n in b.split(",") if n.strip()]
     for n in names:

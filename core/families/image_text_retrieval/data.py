@@ -76,6 +76,10 @@ class ImageTextDataset:
         if any(not 0 <= i < len(self.images) for i in self.caption_image):
             raise ValueError(f"{self.name}: a caption belongs to no image of the pool")
 
+    def __len__(self) -> int:
+        """The number of images (what ``--limit`` counts)."""
+        return len(self.images)
+
     def images_with_captions(self) -> list[int]:
         """Indices of the images that own at least one caption (the i2t queries), in order."""
         return sorted(set(self.caption_image))
