@@ -35,7 +35,7 @@ from ..context_retrieval.metrics import recall_at_k
 
 __all__ = ["recall_at_k", "multi_positive_recall_at_k", "t2i_hits", "i2t_hits", "BLOCK"]
 
-BLOCK = 2048   # query rows scored at a time
+BLOCK = 512   # query rows scored at a time: bounds memory at ~BLOCK x pool floats
 
 
 def multi_positive_recall_at_k(scores: torch.Tensor, positives: torch.Tensor, ks: Sequence[int],

@@ -19,7 +19,7 @@ from ...protocol_checks import require_int, require_list_of
 
 FAMILY = "image_text_retrieval"
 DIRECTIONS: tuple[str, ...] = ("t2i", "i2t")
-DIRECTION_NAMES = {"t2i": "text -> image", "i2t": "image -> text"}
+DIRECTION_NAMES = {"t2i": "text → image", "i2t": "image → text"}
 REFERENCE = ("CLIP_benchmark zero-shot retrieval (github.com/LAION-AI/CLIP_benchmark, "
              "metrics/zeroshot_retrieval.py): text->image and image->text Recall@K")
 

@@ -88,3 +88,16 @@ def test_a_users_folder_with_a_missing_image_fails_with_the_row(tmp_path, isolat
     cell = next(iter(results(tmp_path / "out", "my_images").values()))
     assert rc != 0 and cell["status"] == "failed"
     assert "captions.csv: line 17: field 'image': 'brown_star.png'" in cell["error"]["message"]
+
+
+def test_report_plot_is_drawn_from_the_results(run_both, plugin_host):
+    from ctxbench.report import backend_colors
+    from ctxbench.report.drawing import TaskData
+    from ctxbench.results import read_result
+    cells = [read_result(p) for p in (run_both / "image_text_retrieval_synthetic").glob("*.json")]
+    colours = backend_colors(sorted(c.backend_label for c in cells))
+    plots = plugin_host.families.get("image_text_retrieval").plots()
+    drawn = [p for fn in plots for p in fn(TaskData("image_text_retrieval_synthetic",
+                                                    "image_text_retrieval", cells, colours))]
+    assert drawn and not any(p.skipped for p in drawn)
+    assert [ax.get_title() for ax in drawn[0].figure.axes[:2]] == ["text → image", "image → text"]
