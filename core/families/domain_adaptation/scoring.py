@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ...bootstrap import cluster_means, two_sided_p
 from ...results import MetricValue
@@ -109,6 +108,8 @@ def seed_interval(values: np.ndarray) -> tuple[float, tuple[float, float] | None
     se = float(values.std(ddof=1)) / math.sqrt(len(values))
     if se == 0.0:
         return mean, (mean, mean), 1.0 if mean == 0.0 else 0.0
+    from scipy import stats   # here: importing scipy.stats costs ~1 s and few cells need it
+
     df = len(values) - 1
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
     return mean, (mean - half, mean + half), float(2 * stats.t.sf(abs(mean) / se, df))
