@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import distributed
 from .backend import check_backend_args
 from .cell import Cell, backend_label
 from .cell_guard import error_info, first_line
@@ -146,6 +145,11 @@ def write_backend_record(path: Path, backend: Any) -> None:
         pass   # a read-only cache: the next run builds the backend again
 
 
+def _all_agree(flags: list[bool]) -> list[bool]:
+    from . import distributed   # torch.distributed: only for data-parallel runs
+    return distributed.all_agree(flags)
+
+
 class LazyBackend:
     """Stands in for a backend recorded by an earlier run: ``fingerprint()`` and
     ``capabilities`` come from the record; the first ``encode_*`` call (or any other
@@ -223,7 +227,7 @@ class BackendSession:
             raise
         except BaseException as exc:  # SystemExit from a plugin becomes a failed cell
             self.error = exc
-        if opt.data_parallel and not all(distributed.all_agree([self.error is None])):
+        if opt.data_parallel and not all(_all_agree([self.error is None])):
             self.error = self.error or RuntimeError("the backend failed to load on another "
                                                     "data-parallel rank (see its log)")
         if self.error is not None:

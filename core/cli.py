@@ -93,7 +93,7 @@ def _check_writable(folder: Path, flag: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from .device import resolve_device
+    from .device_probe import resolve_run_device
     from .leaderboard import write_leaderboard
     from .launch_config import launch_config
     from .launchers import run_cells
@@ -123,7 +123,8 @@ def cmd_run(args) -> int:
     name = args.name or ("embedded" if not args.backend else "run")
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(name)
     # with Ray, a CPU-only driver must not decide the workers' device
-    device = args.device if args.launcher == "ray" and args.device != "auto" else resolve_device(args.device)
+    # (resolve_run_device: no torch import for cpu, or for auto where no GPU can exist)
+    device = args.device if args.launcher == "ray" and args.device != "auto" else resolve_run_device(args.device)
     options = RunOptions(output_dir=output_dir, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, device=device,
                          batch_size=args.batch_size, limit=args.limit, seed=args.seed,

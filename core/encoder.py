@@ -23,16 +23,17 @@ import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
 
-from . import distributed
-from .backend import Backend, Capabilities
 from .cache import BackendCache, entry_key
 from .errors import BackendOutputError, CapabilityError
 from .inputs import ImageRef, context_key, text_key
+
+if TYPE_CHECKING:   # torch is imported where tensors are made: a warm run's
+    import torch    # bookkeeping needs none
+    from .backend import Backend, Capabilities
 
 FLUSH_ROWS = 1024      # write a cache segment at least this often (rows)
 FLUSH_SECONDS = 20.0   # ... or this often (seconds), whichever comes first
@@ -96,6 +97,11 @@ class _Prefetcher:
         self.futures.clear()
 
 
+def _active_world():
+    from . import distributed
+    return distributed.active_world()
+
+
 def _load_clip(clip: Sequence[ImageRef]) -> list:
     return [f.load() for f in clip]
 
@@ -105,11 +111,17 @@ def _load_image(ref: ImageRef):
 
 
 def _is_oom(exc: BaseException) -> bool:
+    import torch
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def _tensor(rows: np.ndarray) -> "torch.Tensor":
+    import torch
+    return torch.from_numpy(rows)
+
+
 class CachedEncoder:
-    def __init__(self, backend: Backend, cache: BackendCache | None, batch_size: int = 32,
+    def __init__(self, backend: "Backend", cache: BackendCache | None, batch_size: int = 32,
                  progress: bool = True, label: str = "backend", flush_rows: int = FLUSH_ROWS,
                  data_parallel: bool = False, prefetch_workers: int | None = None):
         self.backend = backend
@@ -127,24 +139,24 @@ class CachedEncoder:
         self._memory: dict[str, np.ndarray] = {}  # this run's results when no disk cache
 
     @property
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> "Capabilities":
         return self.backend.capabilities
 
     # -- public API ------------------------------------------------------------
-    def texts(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> torch.Tensor:
+    def texts(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> "torch.Tensor":
         contexts = self._contexts(contexts, len(texts), "text")
         keys = [text_key(t) for t in texts]
         return self._encode("text", keys, list(texts), contexts,
                             lambda items, ctx: self.backend.encode_texts(items, ctx), None)
 
-    def images(self, refs: Sequence[ImageRef], contexts: Sequence[str | None] | None = None) -> torch.Tensor:
+    def images(self, refs: Sequence[ImageRef], contexts: Sequence[str | None] | None = None) -> "torch.Tensor":
         contexts = self._contexts(contexts, len(refs), "image")
         keys = [r.key for r in refs]
         return self._encode("image", keys, list(refs), contexts,
                             lambda images, ctx: self.backend.encode_images(images, ctx), _load_image)
 
     def videos(self, clips: Sequence[Sequence[ImageRef]],
-               contexts: Sequence[str | None] | None = None) -> torch.Tensor:
+               contexts: Sequence[str | None] | None = None) -> "torch.Tensor":
         """One embedding per clip: the backend's video encoder if it declares one,
         else the mean of its L2-normalised frame embeddings (the
         frame-averaging baseline of EPIC-KITCHENS-100 MIR, Damen et al. 2022)."""
@@ -154,6 +166,7 @@ class CachedEncoder:
             return self._encode("video", keys, list(clips), contexts,
                                 lambda frames, ctx: self.backend.encode_videos(frames, ctx),
                                 _load_clip)
+        import torch
         flat = [frame for clip in clips for frame in clip]
         flat_ctx = [c for clip, c in zip(clips, contexts) for _ in clip]
         frames = torch.nn.functional.normalize(self.images(flat, flat_ctx), dim=-1)
@@ -178,7 +191,7 @@ class CachedEncoder:
         return contexts
 
     def _encode(self, kind: str, input_keys: list[str], items: list[Any],
-                contexts: list[str | None], call: Callable, load: Callable | None) -> torch.Tensor:
+                contexts: list[str | None], call: Callable, load: Callable | None) -> "torch.Tensor":
         """``call(loaded_items, contexts)`` encodes one batch; ``load(item)`` turns an
         item into what the backend takes (None: items are passed as they are)."""
         n = len(items)
@@ -199,17 +212,17 @@ class CachedEncoder:
                 missing.append(i)
         if in_cache:
             found.update(zip(in_cache, self.cache.get_many(in_cache)))
-        if self.data_parallel and first and distributed.active_world() is not None:
+        if self.data_parallel and first and _active_world() is not None:
             self._encode_shared(kind, keys, items, contexts, call, load, first, found)
-            return torch.from_numpy(np.stack([found[k] for k in keys]))
+            return _tensor(np.stack([found[k] for k in keys]))
         self.stats["cache_hits"] += len(found)
         if missing:
             found.update(self._run_batches(kind, [keys[i] for i in missing],
                                            [items[i] for i in missing],
                                            [contexts[i] for i in missing], call, load))
         if n == 0:
-            return torch.zeros(0, self.dim or 0)
-        return torch.from_numpy(np.stack([found[k] for k in keys]))
+            return _tensor(np.zeros((0, self.dim or 0), np.float32))
+        return _tensor(np.stack([found[k] for k in keys]))
 
     def _encode_shared(self, kind, keys, items, contexts, call, load, first: dict[str, int],
                        found: dict[str, np.ndarray]) -> None:
@@ -223,6 +236,7 @@ class CachedEncoder:
                                     [contexts[i] for i in idx], call, load)
             return np.stack([out[keys[i]] for i in idx])
 
+        from . import distributed
         positions, rows, own = distributed.encode_data_parallel(unique, missing_local, self.dim, encode)
         if len(positions):
             if self.dim is None:
@@ -239,6 +253,7 @@ class CachedEncoder:
     def _run_batches(self, kind, keys, items, contexts, call, load) -> dict[str, np.ndarray]:
         """Encode ``items`` in batches (loads prefetched one batch ahead), flushing
         rows to the cache every ``flush_rows`` rows / FLUSH_SECONDS and on exit."""
+        import torch
         out: dict[str, np.ndarray] = {}
         pending_keys: list[str] = []
         pending_rows: list[np.ndarray] = []
@@ -297,6 +312,7 @@ class CachedEncoder:
             self._memory.update(zip(keys, block))
 
     def _check(self, emb: Any, n: int, kind: str) -> np.ndarray:
+        import torch
         where = f"{self.label}.encode_{kind}s"
         if not isinstance(emb, torch.Tensor):
             raise BackendOutputError(f"{where} returned {type(emb).__name__}, expected a torch.Tensor [N, D]")

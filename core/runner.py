@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import distributed
 from .backend_session import BackendSession, cache_identity  # noqa: F401 - re-exported
 from .cache import EmbeddingCache
 from .cell import Cell
@@ -123,6 +122,7 @@ class Runner:
         ranks agree: a cell is reused only if every rank sees its result."""
         found = [self._existing(c, tasks[c.task]) for c in cells]
         if self.opt.data_parallel:
+            from . import distributed
             agreed = distributed.all_agree([r is not None for r in found])
             found = [r if ok else None for r, ok in zip(found, agreed)]
         return found
