@@ -92,8 +92,18 @@ def _check_writable(folder: Path, flag: str) -> None:
                             "another folder") from None
 
 
+def _env_seconds(name: str, default: float) -> float:
+    """A non-negative number of seconds from the environment, else ``default``."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
 def cmd_run(args) -> int:
     from .device_probe import resolve_run_device
+    from .progress import DELAY as PROGRESS_DELAY, INTERVAL as PROGRESS_INTERVAL
     from .leaderboard import write_leaderboard
     from .launch_config import launch_config
     from .launchers import run_cells
@@ -129,7 +139,10 @@ def cmd_run(args) -> int:
                          use_cache=not args.no_cache, device=device,
                          batch_size=args.batch_size, limit=args.limit, seed=args.seed,
                          rerun=args.rerun, progress=not args.no_progress,
-                         cell_timeout=args.cell_timeout)
+                         cell_timeout=args.cell_timeout,
+                         progress_delay=_env_seconds("CTXBENCH_PROGRESS_DELAY", PROGRESS_DELAY),
+                         progress_interval=_env_seconds("CTXBENCH_PROGRESS_INTERVAL",
+                                                        PROGRESS_INTERVAL))
     backends = [(n, backend_args[n]) for n in names]
     print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
           f"results -> {output_dir}", file=sys.stderr)
@@ -184,7 +197,11 @@ def _add_run_parser(sub, fmt) -> None:
     run.add_argument("--include-path", action="append", default=[], metavar="DIR",
                      help="also load the task files (*.yaml) in DIR; --task may also name "
                           "a task file directly")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress display (by default a cell running over 2 s shows one: "
+                          "an updating line on a terminal, else a line every 10 s; "
+                          "$CTXBENCH_PROGRESS_DELAY / $CTXBENCH_PROGRESS_INTERVAL change "
+                          "those seconds)")
     run.add_argument("--report", nargs="?", const="", default=None, metavar="FILE.html",
                      help="also write the self-contained HTML report (default <output-dir>.html)")
     from .launch_config import add_launcher_arguments

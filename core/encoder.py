@@ -30,6 +30,7 @@ import numpy as np
 from .cache import BackendCache, entry_key
 from .errors import BackendOutputError, CapabilityError
 from .inputs import ImageRef, context_key, text_key
+from .progress import CellProgress
 
 if TYPE_CHECKING:   # torch is imported where tensors are made: a warm run's
     import torch    # bookkeeping needs none
@@ -37,15 +38,6 @@ if TYPE_CHECKING:   # torch is imported where tensors are made: a warm run's
 
 FLUSH_ROWS = 1024      # write a cache segment at least this often (rows)
 FLUSH_SECONDS = 20.0   # ... or this often (seconds), whichever comes first
-
-
-def _progress(total: int, desc: str):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm ships with transformers; degrade gracefully anyway
-        return None
-    return tqdm(total=total, desc=desc, unit="item", leave=False, file=sys.stderr,
-                disable=None if total >= 64 else True)
 
 
 def _default_workers() -> int:
@@ -137,6 +129,9 @@ class CachedEncoder:
                       "duplicates_skipped": 0}
         self.encode_seconds = 0.0
         self._memory: dict[str, np.ndarray] = {}  # this run's results when no disk cache
+        # the cell's progress line (runner.py attaches one per cell); None with
+        # progress=True: each encoding draws its own
+        self.reporter: CellProgress | None = None
 
     @property
     def capabilities(self) -> "Capabilities":
@@ -258,7 +253,11 @@ class CachedEncoder:
         pending_keys: list[str] = []
         pending_rows: list[np.ndarray] = []
         last_flush = time.monotonic()
-        bar = _progress(len(items), f"{self.label} {kind}s") if self.progress else None
+        reporter, own = self.reporter, None
+        if reporter is None and self.progress:
+            reporter = own = CellProgress(self.label).start()
+        if reporter is not None:
+            reporter.update(0, len(items), kind)
         loader = _Prefetcher(items, load, self.prefetch_workers)
         start = 0
         try:
@@ -291,15 +290,17 @@ class CachedEncoder:
                     self._flush(pending_keys, pending_rows)
                     pending_keys, pending_rows = [], []
                     last_flush = time.monotonic()
-                if bar is not None:
-                    bar.update(len(rows))
                 start += size
+                if reporter is not None:
+                    reporter.update(min(start, len(items)), len(items), kind)
                 loader.release(start)
         finally:
             loader.close()
             self._flush(pending_keys, pending_rows)  # keep finished work even on error
-            if bar is not None:
-                bar.close()
+            if reporter is not None:
+                reporter.idle()
+            if own is not None:
+                own.stop()
         return out
 
     def _flush(self, keys: list[str], rows: list[np.ndarray]) -> None:

@@ -289,8 +289,7 @@ def run_ray(host, tasks: list, backends: list[tuple[str, dict]], options: RunOpt
                 result = _collect(ray, ref, cell, runner, task_by_name[cell.task], max_retries)
                 write_result(options.output_dir, result)
                 results.append(result)
-                status = result.status if result.status != "ok" else f"ok in {result.seconds:.1f}s"
-                options.log(f"[ctxbench] {cell.label} x {cell.task}: {status}")
+                options.log(f"[ctxbench] {cell.label} x {cell.task}: {Runner._status_line(result)}")
                 left[actor] -= 1
                 if left[actor] == 0:
                     ray.kill(actor)  # free its GPU for the next backend

@@ -22,6 +22,9 @@ plugin version, device, identity of the files its arguments name) answer from th
 record and build the model only when an item is not in the embedding cache
 (:class:`LazyBackend`).
 
+Progress: a cell running longer than ``progress_delay`` seconds shows a progress line
+(:mod:`ctxbench.progress`), unless ``progress=False`` (``--no-progress``).
+
 Launchers (launchers.py) drive the same code: ``Runner.run`` on a shard of the
 cells, or :class:`BackendSession` (one loaded backend, cells run one at a time)
 inside a Ray actor, with ``write_results=False`` so that the driver writes.
@@ -45,6 +48,7 @@ from .io.atomic import write_json
 from .io.portable import portable_path, portable_text
 from .families.contract import Dependency, EvalRequest
 from .plugin_host import PluginHost
+from .progress import DELAY as PROGRESS_DELAY, INTERVAL as PROGRESS_INTERVAL, CellProgress
 from .results import (CellResult, library_versions, now_iso, read_result, task_folder,
                       result_path, write_result)
 from .registrations import LoadContext
@@ -67,6 +71,9 @@ class RunOptions:
     write_results: bool = True        # False: compute only (non-zero data-parallel ranks, Ray workers)
     manifest_name: str = "manifest.json"  # relative to output_dir; shards get one each
     cell_timeout: float | None = None  # seconds; a cell past it is recorded as failed
+    progress_delay: float = PROGRESS_DELAY        # seconds before a cell shows progress
+    progress_interval: float = PROGRESS_INTERVAL  # seconds between lines when not a terminal
+    progress_stream: Any = None       # where progress goes (None: sys.stderr)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -215,6 +222,7 @@ class Runner:
         stats_before = dict(encoder.stats)
         encode_before = encoder.encode_seconds
         t0 = time.perf_counter()
+        progress = self._progress(cell, task, encoder)
         try:
             with cell_timeout(self.opt.cell_timeout):
                 self._evaluate(result, task, encoder, load_seconds, encode_before, t0, cache_key)
@@ -227,6 +235,10 @@ class Runner:
         except BaseException as exc:
             result.status = "failed"
             result.error = error_info(exc)
+        finally:
+            if progress is not None:
+                progress.stop()
+                encoder.reporter = None
         result.seconds = round(time.perf_counter() - t0, 3)
         result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
         if result.status != "skipped" or task.name not in self._skips_reported:
@@ -235,6 +247,17 @@ class Runner:
         if result.status == "skipped":
             self._skips_reported.add(task.name)   # one console line per skipped task
         return self._write(result)
+
+    def _progress(self, cell: Cell, task: TaskConfig, encoder: CachedEncoder) -> CellProgress | None:
+        """The cell's progress line (None with ``progress=False``); the encoder reports to it."""
+        if not self.opt.progress:
+            return None
+        progress = CellProgress(f"{cell.label} x {task.name}", self.opt.progress_stream,
+                                delay=self.opt.progress_delay,
+                                interval=self.opt.progress_interval,
+                                refresh=min(0.25, max(0.01, self.opt.progress_delay / 4)))
+        encoder.reporter = progress
+        return progress.start()
 
     def _evaluate(self, result: CellResult, task: TaskConfig, encoder: CachedEncoder,
                   load_seconds: float, encode_before: float, t0: float,
