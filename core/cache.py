@@ -14,6 +14,10 @@ point therefore leaves only whole segments, and a resumed run recomputes exactly
 the entries that never reached the disk. Processes sharing one cache (shards of a
 job) write distinct segment names, so they never clobber each other's files.
 
+``<cache_root>/artifacts`` holds deterministic evaluator work (trained probes) and
+``<cache_root>/evaluations`` whole evaluations (:mod:`ctxbench.cell_memo`), both
+:class:`ArtifactMemo` entries keyed by the digest of their inputs.
+
 ``<cache_root>/file-hashes.tsv`` remembers the content hash of image files by file
 identity (:class:`FileHashStore`), so a rerun does not read and hash them again.
 """
@@ -56,6 +60,7 @@ class BackendCache:
                 tmp.write_text(fingerprint + "\n")
         self._index: dict[str, tuple[int, int]] = {}
         self._segments: list[np.ndarray] = []
+        self._names: list[str] = []          # segment file stem, parallel to _segments
         self._seen_files: set[str] = set()
         self.refresh()
 
@@ -74,6 +79,7 @@ class BackendCache:
                 continue
             seg = len(self._segments)
             self._segments.append(emb)
+            self._names.append(keys_file.name[:-len(".keys.npy")])
             for row, key in enumerate(keys.tolist()):
                 self._index[key.decode()] = (seg, row)
             self._seen_files.add(keys_file.name)
@@ -115,9 +121,24 @@ class BackendCache:
                 np.save(fh, np.array(keys, dtype="S64"))
         seg = len(self._segments)
         self._segments.append(emb)
+        self._names.append(stem)
         for row, key in enumerate(keys):
             self._index[key] = (seg, row)
         self._seen_files.add(f"{stem}.keys.npy")
+
+    def locations_digest(self, keys) -> str | None:
+        """Digest of where ``keys`` live (segment name and shape, row), None if one is
+        absent. Segments are written once under unique names and never change, so an
+        unchanged digest means unchanged rows, without reading them."""
+        h = hashlib.sha256(b"locations\0")
+        index, names, segments = self._index, self._names, self._segments
+        for key in sorted(keys):
+            loc = index.get(key)
+            if loc is None:
+                return None
+            seg, row = loc
+            h.update(f"{key}:{names[seg]}:{segments[seg].shape}:{row}\n".encode())
+        return h.hexdigest()
 
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -238,6 +259,7 @@ class EmbeddingCache:
         self.file_hashes = FileHashStore(self.root / "file-hashes.tsv")
         set_file_hash_store(self.file_hashes)
         self.artifacts = ArtifactMemo(self.root / "artifacts")
+        self.evaluations = ArtifactMemo(self.root / "evaluations")   # cell_memo.py
 
     def for_backend(self, fingerprint: str) -> BackendCache:
         digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:24]

@@ -187,7 +187,10 @@ def _add_run_parser(sub, fmt) -> None:
     run.add_argument("--batch-size", type=int, help="encoding batch size (default: per backend)")
     run.add_argument("--limit", type=int, help="at most N evaluation items per task (smoke tests)")
     run.add_argument("--seed", type=int, default=0, help="seed for bootstrap and probes (default 0)")
-    run.add_argument("--rerun", action="store_true", help="recompute cells whose results exist")
+    run.add_argument("--rerun", action="store_true",
+                     help="recompute cells whose results exist (an evaluation whose code, data, "
+                          "protocol and embeddings are all unchanged is restored from the cache; "
+                          "--no-cache computes everything)")
     run.add_argument("--include-older", action="store_true",
                      help="the leaderboard also shows cells of earlier runs in the same output "
                           "folder, marked as older (default: only this run's cells)")

@@ -32,8 +32,8 @@ from .errors import BackendOutputError, CapabilityError
 from .inputs import ImageRef, context_key, text_key
 from .progress import CellProgress
 
-if TYPE_CHECKING:   # torch is imported where tensors are made: a warm run's
-    import torch    # bookkeeping needs none
+if TYPE_CHECKING:   # torch is imported where tensors are made: a run whose evaluations
+    import torch    # all come from the cache (runner.py) never imports it
     from .backend import Backend, Capabilities
 
 FLUSH_ROWS = 1024      # write a cache segment at least this often (rows)
@@ -132,6 +132,16 @@ class CachedEncoder:
         # the cell's progress line (runner.py attaches one per cell); None with
         # progress=True: each encoding draws its own
         self.reporter: CellProgress | None = None
+        self._consumed: set[str] | None = None    # entry keys served while recording
+
+    # -- what a cell used (runner.py keys its evaluation memo on it) -------------
+    def start_recording(self) -> None:
+        """Remember every entry key served from now on (:meth:`stop_recording`)."""
+        self._consumed = set()
+
+    def stop_recording(self) -> set[str]:
+        consumed, self._consumed = self._consumed or set(), None
+        return consumed
 
     @property
     def capabilities(self) -> "Capabilities":
@@ -195,6 +205,8 @@ class CachedEncoder:
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         self.stats["duplicates_skipped"] += n - len(first)
+        if self._consumed is not None:
+            self._consumed.update(first)
         found: dict[str, np.ndarray] = {}
         in_cache: list[str] = []
         missing: list[int] = []

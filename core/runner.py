@@ -22,6 +22,11 @@ plugin version, device, identity of the files its arguments name) answer from th
 record and build the model only when an item is not in the embedding cache
 (:class:`LazyBackend`).
 
+Evaluations are remembered too (:mod:`ctxbench.cell_memo`): a ``--rerun`` cell whose
+code, data, protocol and embeddings are all unchanged restores its evaluator's output
+from ``<cache>/evaluations`` (the console line says "evaluation cached"), so a warm
+rerun imports no torch; ``--no-cache`` (or ``RunOptions.cell_memo=False``) evaluates.
+
 Progress: a cell running longer than ``progress_delay`` seconds shows a progress line
 (:mod:`ctxbench.progress`), unless ``progress=False`` (``--no-progress``).
 
@@ -38,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import cell_memo
 from .backend_session import BackendSession, cache_identity  # noqa: F401 - re-exported
 from .cache import EmbeddingCache
 from .cell import Cell
@@ -49,8 +55,8 @@ from .io.portable import portable_path, portable_text
 from .families.contract import Dependency, EvalRequest
 from .plugin_host import PluginHost
 from .progress import DELAY as PROGRESS_DELAY, INTERVAL as PROGRESS_INTERVAL, CellProgress
-from .results import (CellResult, library_versions, now_iso, read_result, task_folder,
-                      result_path, write_result)
+from .results import (CellResult, json_safe, library_versions, now_iso, read_result,
+                      task_folder, result_path, write_result)
 from .registrations import LoadContext
 from .task_config import TaskConfig
 
@@ -71,6 +77,7 @@ class RunOptions:
     write_results: bool = True        # False: compute only (non-zero data-parallel ranks, Ray workers)
     manifest_name: str = "manifest.json"  # relative to output_dir; shards get one each
     cell_timeout: float | None = None  # seconds; a cell past it is recorded as failed
+    cell_memo: bool = True            # restore unchanged evaluations from the cache (cell_memo.py)
     progress_delay: float = PROGRESS_DELAY        # seconds before a cell shows progress
     progress_interval: float = PROGRESS_INTERVAL  # seconds between lines when not a terminal
     progress_stream: Any = None       # where progress goes (None: sys.stderr)
@@ -83,6 +90,7 @@ class Runner:
         self.opt = options
         self.cache = EmbeddingCache(options.cache_dir) if options.use_cache else None
         self._datasets: dict[str, Any] = {}
+        self._digests: dict[tuple[str, bool], str | None] = {}   # dataset as loaded (cell_memo)
         self._skips_reported: set[str] = set()
         self._versions = library_versions()
 
@@ -223,9 +231,11 @@ class Runner:
         encode_before = encoder.encode_seconds
         t0 = time.perf_counter()
         progress = self._progress(cell, task, encoder)
+        reused = False
         try:
             with cell_timeout(self.opt.cell_timeout):
-                self._evaluate(result, task, encoder, load_seconds, encode_before, t0, cache_key)
+                reused = self._evaluate(result, task, encoder, load_seconds, encode_before, t0,
+                                        cache_key)
         except DataNotFound as exc:
             result.status = "skipped"
             result.error = {"type": "DataNotFound", "message": portable_text(str(exc)),
@@ -241,6 +251,7 @@ class Runner:
                 encoder.reporter = None
         result.seconds = round(time.perf_counter() - t0, 3)
         result.encoder_stats = {k: encoder.stats[k] - stats_before.get(k, 0) for k in encoder.stats}
+        result.encoder_stats["evaluation_reused"] = int(reused)
         if result.status != "skipped" or task.name not in self._skips_reported:
             who = "all backends" if result.status == "skipped" else cell.label
             self.opt.log(f"[ctxbench] {who} x {task.name}: {self._status_line(result)}")
@@ -261,7 +272,9 @@ class Runner:
 
     def _evaluate(self, result: CellResult, task: TaskConfig, encoder: CachedEncoder,
                   load_seconds: float, encode_before: float, t0: float,
-                  cache_key: str = "") -> None:
+                  cache_key: str = "") -> bool:
+        """Fill ``result`` from the family's evaluator, or from the evaluation memo when
+        nothing it depends on changed; True when restored from the memo."""
         dataset = self._dataset(task)
         revision = self.dataset_revision(task, dataset)
         if revision is not None:
@@ -270,16 +283,81 @@ class Runner:
         family = self.host.families.get(task.family)
         artifacts = result_path(self.opt.output_dir, result).with_suffix(".artifacts")
         memo = self.cache.artifacts if self.cache is not None else None
-        output = family.evaluate(EvalRequest(task, dataset, encoder, self._protocol(task),
-                                             self.opt.seed, artifacts, self.opt.device,
-                                             self._dependencies(task), memo=memo,
-                                             cache_identity=cache_key))
+        protocol = self._protocol(task)
+        dependencies = self._dependencies(task)
+        key = self._memo_key(result, task, family, protocol, dependencies, encoder, cache_key,
+                             artifacts)
+        hit = None
+        if key is not None:
+            hit = cell_memo.lookup(self.cache.evaluations, key, encoder.cache, artifacts)
+        if hit is not None:
+            output, requests, duplicates = hit
+            encoder.stats["cache_hits"] += requests
+            encoder.stats["duplicates_skipped"] += duplicates
+        else:
+            before = dict(encoder.stats)
+            if key is not None:
+                encoder.start_recording()
+            try:
+                output = family.evaluate(EvalRequest(task, dataset, encoder, protocol,
+                                                     self.opt.seed, artifacts, self.opt.device,
+                                                     dependencies, memo=memo,
+                                                     cache_identity=cache_key))
+            finally:
+                consumed = encoder.stop_recording()
+            if key is not None:
+                served = {k: encoder.stats[k] - before.get(k, 0) for k in encoder.stats}
+                try:   # the memo only saves time: failing to store never fails the cell
+                    cell_memo.store(self.cache.evaluations, key, output, consumed, encoder.cache,
+                                    artifacts, served["cache_hits"] + served["items_encoded"],
+                                    served["duplicates_skipped"])
+                except Exception:
+                    pass
         result.metrics = output.metrics
         result.headline = list(task.metrics) or list(output.headline)
         result.tables, result.details, result.n = output.tables, output.details, output.n
         result.timings = {"backend_load": round(load_seconds, 3),
                           "dataset_load": round(load_done - t0, 3),
                           "encode": round(encoder.encode_seconds - encode_before, 3)}
+        return hit is not None
+
+    def _memo_key(self, result: CellResult, task: TaskConfig, family: Any, protocol: dict,
+                  dependencies: dict[str, Dependency], encoder: CachedEncoder, cache_key: str,
+                  artifacts: Path) -> str | None:
+        """The evaluation-memo key of this cell (cell_memo.py), None when it has none:
+        no disk cache, ``cell_memo=False``, data-parallel, or inputs it cannot identify."""
+        if (self.cache is None or encoder.cache is None or not self.opt.cell_memo
+                or self.opt.data_parallel):
+            return None
+        digests = {(name, limited): self._dataset_digest(name, limited)   # all, before any
+                   for name, limited in [(task.name, True)]               # evaluator runs
+                   + [(d.task.name, False) for d in dependencies.values()]}
+        if None in digests.values():
+            return None
+        try:
+            return cell_memo.evaluation_key(
+                cell_id=result.cell_id, task=task, family=family,
+                family_provenance=self.host.provenance.get(self.host.families.origin(task.family), "?"),
+                protocol=protocol, seed=self.opt.seed, limit=self.opt.limit, device=self.opt.device,
+                cache_identity=cache_key, capabilities=encoder.capabilities, artifact_dir=artifacts,
+                dataset=digests[task.name, True],
+                dependencies={role: (d.task.hash, d.task.version,
+                                     json_safe(d.protocol), digests[d.task.name, False])
+                              for role, d in dependencies.items()})
+        except Exception:   # NotMemoizable, or inputs the digest cannot read: evaluate
+            return None
+
+    def _dataset_digest(self, name: str, limited: bool) -> str | None:
+        """:func:`cell_memo.dataset_digest` of a loaded dataset, taken the first time it is
+        asked for (before any evaluator has seen the dataset); None: not digestible."""
+        key = (name, limited)
+        if key not in self._digests:
+            state, value = self._datasets[key]
+            try:
+                self._digests[key] = cell_memo.dataset_digest(value) if state == "ok" else None
+            except Exception:   # NotMemoizable, an unreadable image file, ...: no memo
+                self._digests[key] = None
+        return self._digests[key]
 
     @staticmethod
     def _status_line(result: CellResult) -> str:
@@ -288,6 +366,8 @@ class Runner:
             cached = stats.get("cache_hits", 0)
             total = cached + stats.get("items_encoded", 0)
             served = f", {cached} of {total} encodings cached" if total else ""
+            if stats.get("evaluation_reused"):
+                served += ", evaluation cached"
             return f"ok in {result.seconds:.1f}s{served}"
         if result.status == "skipped":
             return f"skipped: data not found (`ctxbench data {result.task}` says where it goes)"

@@ -1,6 +1,12 @@
 """Warm reruns do no avoidable work (issue 18): file hashes memoised on file identity
-and persisted, cached images never loaded, prefetched loading gives the same rows."""
+and persisted, cached images never loaded, prefetched loading gives the same rows;
+a whole warm rerun, counted: no model built, no forward pass, no image decoded, no
+probe trained, no evaluator run (evaluation memo), no torch imported, and the cold
+run's results exactly."""
 
+import dataclasses
+import functools
+import json
 import os
 
 import numpy as np
@@ -153,3 +159,121 @@ def test_artifact_memo_round_trip_and_digest(tmp_path):
     assert np.array_equal(got["w"], x) and int(got["best_epoch"]) == 3
     (tmp_path / "artifacts" / f"{key}.npz").write_bytes(b"torn")
     assert memo.get(key) is None
+
+
+# -- the whole warm rerun, by counting (issue 18) ------------------------------
+# Every embedded synthetic task on a backend that counts its builds: a rerun with
+# every embedding cached builds no model, runs no forward pass, decodes no image,
+# trains no probe and (with the evaluation memo) runs no evaluator; without the
+# memo the evaluators run on cached embeddings and memoised probes. Both write the
+# cold run's metrics, tables and details exactly.
+
+RESULT_FIELDS = ("cell_id", "status", "metrics", "headline", "tables", "details", "n", "fingerprint")
+
+
+class WarmCounts:
+    def __init__(self, monkeypatch):
+        from ctxbench import probe
+        from ctxbench.plugin_host import load_plugins
+        from ctxbench.backend import BackendSpec
+        from ctxbench_plugins.random_backend import RandomBackend
+        self.builds, self.decodes, self.trainings, self.evaluations = [], [], [], []
+        load, loop = ImageRef.load, probe._train_loop
+        monkeypatch.setattr(ImageRef, "load", lambda ref: self.decodes.append(1) or load(ref))
+        monkeypatch.setattr(probe, "_train_loop",
+                            lambda *a, **k: self.trainings.append(1) or loop(*a, **k))
+        self.host = load_plugins()
+        spec = self.host.backends.get("random")
+
+        def factory(device="cpu", **args):
+            self.builds.append(args)
+            return RandomBackend(device=device, **args)
+        self.host.backends.add("counted", BackendSpec("counted", factory, "random, counted", 64,
+                                                      args=spec.args), origin="test")
+        self.host.provenance["test"] = "test==1"
+        for name in self.host.families.names():   # this host's own registry entries
+            family = self.host.families.get(name)
+            self.host.families._entries[name] = dataclasses.replace(
+                family, evaluate=self._counted(family.evaluate))
+
+    def _counted(self, evaluate):
+        @functools.wraps(evaluate)   # keeps the lazy hook's target: the memo keys its code
+        def counted(req):
+            self.evaluations.append(1)
+            return evaluate(req)
+        return counted
+
+    def snapshot(self):
+        return len(self.builds), len(self.decodes), len(self.trainings), len(self.evaluations)
+
+
+def _synthetic_run(counts, tmp_path, tasks=None, **options):
+    from ctxbench.runner import Runner, RunOptions
+    from ctxbench.task_catalog import TaskCatalog
+    catalog = TaskCatalog(counts.host.task_dirs, counts.host.families, counts.host.loaders)
+    tasks = tasks or [t for t in catalog.select(["all"])
+                      if t.name.endswith("_synthetic") or t.name == "aesthetics_degradation_sweep"]
+    opts = RunOptions(output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False,
+                      rerun=True, limit=24, log=lambda m: None, **options)
+    inputs._FILE_KEYS.clear()
+    results = Runner(counts.host, opts).run(tasks, [("counted", {"dim": 32})])
+    docs = {}
+    for r in results:
+        assert r.status == "ok", (r.task, r.error)
+        path = tmp_path / "out" / r.task / f"{r.cell_id}.json"
+        doc = json.loads(path.read_text())
+        docs[r.task] = {k: doc[k] for k in RESULT_FIELDS}
+    return tasks, results, docs
+
+
+def test_warm_rerun_does_no_work_and_writes_the_cold_results(tmp_path, monkeypatch):
+    counts = WarmCounts(monkeypatch)
+    tasks, cold, cold_docs = _synthetic_run(counts, tmp_path)
+    assert len(cold) >= 5, [r.task for r in cold]
+    built, decoded, trained, evaluated = counts.snapshot()
+    assert built == 1 and decoded > 0 and trained > 0 and evaluated == len(cold)
+    assert sum(r.encoder_stats["forward_passes"] for r in cold) > 0
+
+    _, warm, warm_docs = _synthetic_run(counts, tmp_path, tasks)
+    assert counts.snapshot() == (built, decoded, trained, evaluated), \
+        "(builds, image decodes, probe trainings, evaluations) grew on a warm rerun"
+    for r in warm:
+        assert r.encoder_stats["forward_passes"] == 0 and r.encoder_stats["items_encoded"] == 0
+        assert r.encoder_stats["evaluation_reused"] == 1, r.task
+        assert r.encoder_stats["cache_hits"] > 0
+    assert warm_docs == cold_docs
+
+    # the layers under the memo: evaluators run, on cached embeddings and memoised probes
+    _, evaluated_again, docs_again = _synthetic_run(counts, tmp_path, tasks, cell_memo=False)
+    assert counts.snapshot() == (built, decoded, trained, evaluated + len(cold)), \
+        "(builds, image decodes, probe trainings, evaluations) without the evaluation memo"
+    assert all(r.encoder_stats["forward_passes"] == 0 for r in evaluated_again)
+    assert docs_again == cold_docs
+
+
+WARM_SCRIPT = """
+import sys
+from ctxbench.cli import main
+rc = main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "scipy.stats", "open_clip", "transformers") if m in sys.modules)
+print("HEAVY", ",".join(heavy))
+sys.exit(rc)
+"""
+
+
+def test_a_warm_rerun_imports_no_torch(tmp_path):
+    """The CLI, as a user runs it: cold, then the warm rerun in a fresh interpreter."""
+    import subprocess
+    import sys
+    args = ["run", "--task", "context_retrieval_synthetic,multi_instance_retrieval_synthetic",
+            "--backend", "random", "--limit", "12", "--device", "cpu", "--rerun", "--no-progress",
+            "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", WARM_SCRIPT, *args], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(proc)
+    assert "HEAVY torch" in outs[0].stdout          # the cold run evaluates
+    assert "HEAVY \n" in outs[1].stdout, outs[1].stdout + outs[1].stderr[-2000:]
+    assert outs[1].stderr.count("evaluation cached") == 2
