@@ -114,8 +114,10 @@ def query_text(scene: Scene, story_attrs: dict, level: str) -> str:
     raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
 
 
-def _names(n: int, rng: np.random.Generator) -> list[str]:
-    pool = list(FIRST_NAMES) if n <= len(FIRST_NAMES) else \
+def _names(n: int, rng: np.random.Generator, full_names: bool = False) -> list[str]:
+    """``n`` distinct protagonist names: first names while they suffice (unless
+    ``full_names``), else "First Last"."""
+    pool = list(FIRST_NAMES) if n <= len(FIRST_NAMES) and not full_names else \
         [f"{f} {l}" for l in LAST_NAMES for f in FIRST_NAMES]
     if n > len(pool):
         raise ValueError(f"at most {len(pool)} stories are supported, asked for {n}")
@@ -134,13 +136,22 @@ def _assignment(rng, n_images: int, story_ids: list[str]) -> list[str]:
             return pick
 
 
+EVAL_PURPOSE = "eval/context_retrieval"
+
+
 def build(n_groups: int = 8, images_per_group: int = 5, stories_per_group: int = 2,
-          seed: int = 0, size: int = 64) -> ContextRetrievalDataset:
-    """Build the dataset (deterministic in its arguments); see the module docstring."""
+          seed: int = 0, size: int = 64, purpose: str = EVAL_PURPOSE,
+          full_names: bool = False) -> ContextRetrievalDataset:
+    """Build the dataset (deterministic in its arguments); see the module docstring.
+    ``purpose`` names the random stream (:func:`ctxbench.synthetic_world.rng_for`):
+    evaluation uses :data:`EVAL_PURPOSE`; training code passes its own purpose, so no
+    evaluation movie is ever drawn in training whatever the integer seeds.
+    ``full_names`` draws "First Last" protagonists even when first names suffice (more
+    than 40 stories always use them)."""
     if stories_per_group > len(GENRES):
         raise ValueError(f"stories_per_group must be <= {len(GENRES)} (one genre per story)")
-    rng = rng_for("eval/context_retrieval", seed)
-    names = _names(n_groups * stories_per_group, rng)
+    rng = rng_for(purpose, seed)
+    names = _names(n_groups * stories_per_group, rng, full_names)
     stories: dict[str, Story] = {}
     story_attrs: dict[str, dict] = {}
     images: list[CRImage] = []
