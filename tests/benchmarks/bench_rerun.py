@@ -5,13 +5,18 @@
 1. ``test_cli_cold_warm_exists``: ``ctxbench run`` as a user runs it (a subprocess
    per run), in alternating rounds: cold (empty cache, ``--rerun``), warm
    (``--rerun`` with every embedding cached) and exists (results present, no
-   ``--rerun``); prints min/median seconds and warm/cold, exists/cold ratios.
+   ``--rerun``); prints min/median seconds and warm/cold, exists/cold ratios, and
+   checks that the warm rerun wrote the cold run's results exactly (status,
+   metrics, headline, tables, details, n, fingerprint). A warm rerun restores
+   unchanged evaluations from the cache (ctxbench.cell_memo), so editing ctxbench's
+   sources while it runs makes its warm rounds evaluate again.
 2. ``test_encoder_vs_bare_loop``: the same synthetic retrieval set (images +
    captions) through ``CachedEncoder`` on the ``toy_clip`` backend, cold and warm,
    against a bare open_clip encode + recall loop on the same model and images,
    alternating rounds; recalls must be identical.
 
-Knobs (environment): ``BENCH_TASKS`` (default ``all``), ``BENCH_ROUNDS`` (3),
+Knobs (environment): ``BENCH_TASKS`` (default ``all``), ``BENCH_BACKENDS`` (default:
+the embedded defaults; e.g. ``random,toy_clip``), ``BENCH_ROUNDS`` (3),
 ``BENCH_N`` (images in the retrieval set, 500), ``BENCH_BATCH`` (256). The CLI
 subprocesses get a bytecode cache (``PYTHONPYCACHEPREFIX``) even where
 ``PYTHONDONTWRITEBYTECODE`` is set: without one every run recompiles torch and
@@ -21,6 +26,7 @@ asserted (timed unit tests are flaky on shared machines).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -37,6 +43,7 @@ pytestmark = pytest.mark.benchmark
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TASKS = os.environ.get("BENCH_TASKS", "all")
+BACKENDS = os.environ.get("BENCH_BACKENDS", "")   # "": the embedded default backends
 N_IMAGES = int(os.environ.get("BENCH_N", "500"))
 BATCH = int(os.environ.get("BENCH_BATCH", "256"))
 
@@ -53,7 +60,8 @@ def _cli_env(tmp: Path) -> dict:
 
 
 def _ctxbench(args: list[str], env: dict) -> float:
-    cmd = [sys.executable, "-m", "ctxbench.cli", "run", "--task", TASKS, "--no-progress", *args]
+    cmd = [sys.executable, "-m", "ctxbench.cli", "run", "--task", TASKS, "--no-progress",
+           *(["--backend", BACKENDS] if BACKENDS else []), *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -61,16 +69,31 @@ def _ctxbench(args: list[str], env: dict) -> float:
     return seconds
 
 
+RESULT_FIELDS = ("status", "metrics", "headline", "tables", "details", "n", "fingerprint")
+
+
+def _results(out: Path) -> dict[str, dict]:
+    """What a rerun must reproduce exactly, per result file."""
+    docs = {}
+    for path in sorted(out.rglob("*.json")):
+        if path.name != "manifest.json":
+            doc = json.loads(path.read_text())
+            docs[str(path.relative_to(out))] = {k: doc.get(k) for k in RESULT_FIELDS}
+    return docs
+
+
 def test_cli_cold_warm_exists(tmp_path):
     env = _cli_env(tmp_path)
-    subprocess.run([sys.executable, "-c", "import ctxbench.cli, torch, open_clip, scipy"],
+    subprocess.run([sys.executable, "-c", "import ctxbench.cli, torch, open_clip, scipy.stats"],
                    env=env, check=False)  # fill the bytecode cache once, outside the timings
     cold, warm, exists = [], [], []
     for r in range(ROUNDS):
         cache, out = tmp_path / f"cache{r}", tmp_path / f"out{r}"
         common = ["--output-dir", str(out), "--cache-dir", str(cache)]
         cold.append(_ctxbench(common + ["--rerun"], env))
+        cold_results = _results(out)
         warm.append(_ctxbench(common + ["--rerun"], env))
+        assert _results(out) == cold_results, "the warm rerun wrote other results than the cold run"
         exists.append(_ctxbench(common, env))
         print(f"[bench] round {r}: cold {cold[-1]:.2f}s warm {warm[-1]:.2f}s "
               f"exists {exists[-1]:.2f}s (warm/cold {warm[-1] / cold[-1]:.1%})")

@@ -18,7 +18,6 @@ from ctxbench.cache import EmbeddingCache
 from ctxbench.cell_memo import NotMemoizable, code_identity, dataset_digest
 from ctxbench.inputs import ImageRef
 from ctxbench.plugin_host import load_plugins
-from ctxbench.results import read_result
 from ctxbench.runner import Runner, RunOptions
 from ctxbench.task_catalog import TaskCatalog
 
