@@ -182,3 +182,15 @@ def cmd_export_epic(args) -> int:
 def cmd_toy_train(args) -> int:
     from .toy import main_train
     return main_train(args)
+
+
+def cmd_toy_train_context(args) -> int:
+    """``ctxbench toy train-context``: train toy_ctx over a toy_clip folder (default:
+    the installed one)."""
+    from .toy_context import train_toy_context
+    base = args.base
+    if base is None:
+        from ctxbench_plugins.toy_clip_backend import MODEL_DIR
+        base = MODEL_DIR
+    train_toy_context(args.out, Path(base), seed=args.seed, steps=args.steps, threads=args.threads)
+    return 0
