@@ -335,9 +335,10 @@ def main_train(args) -> int:
     return 0
 
 
-def verify_card(directory: str | Path) -> dict:
+def verify_card(directory: str | Path, retrain: str = "ctxbench toy train") -> dict:
     """Load ``card.json`` of a model directory and check the weights' sha256 and size;
-    returns the card, raises ``ValueError`` naming the file on a mismatch."""
+    returns the card, raises ``ValueError`` naming the file (and ``retrain``, the
+    command that rebuilds it) on a mismatch."""
     directory = Path(directory)
     card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
     weights = directory / card["weights"]["file"]
@@ -346,6 +347,6 @@ def verify_card(directory: str | Path) -> dict:
     if digest != card["weights"]["sha256"] or len(data) != card["weights"]["bytes"]:
         raise ValueError(f"{weights}: sha256 {digest} ({len(data)} bytes) does not match "
                          f"{directory / CARD_FILE} ({card['weights']['sha256']}, "
-                         f"{card['weights']['bytes']} bytes); retrain with `ctxbench toy train` "
+                         f"{card['weights']['bytes']} bytes); retrain with `{retrain}` "
                          f"or restore both files together")
     return card

@@ -53,8 +53,6 @@ machine (seeded streams, ``torch.use_deterministic_algorithms``).
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -262,7 +260,7 @@ def train_toy_context(out_dir: str | Path, base_dir: str | Path, seed: int = 0, 
         model = ToyContextModel(clip, int(config["embed_dim"]), int(config["text_cfg"]["vocab_size"]),
                                 code_seed=seed).to(device)
         trained = [(n, p) for n, p in model.named_parameters() if not n.startswith("clip.")]
-        entity = [p for n, p in trained if not n.endswith("fusion") and "fusion." not in n]
+        entity = [p for n, p in trained if "fusion." not in n]
         fusion = [p for n, p in trained if "fusion." in n]
         groups = []
         for params, group_lr in ((entity, lr), (fusion, fusion_lr)):
@@ -334,12 +332,6 @@ def train_toy_context(out_dir: str | Path, base_dir: str | Path, seed: int = 0, 
 
 
 def verify_card(directory: str | Path) -> dict:
-    """``card.json`` of a toy_ctx directory, its weights' sha256 and size checked."""
-    directory = Path(directory)
-    card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
-    data = (directory / card["weights"]["file"]).read_bytes()
-    if hashlib.sha256(data).hexdigest() != card["weights"]["sha256"] or len(data) != card["weights"]["bytes"]:
-        raise ValueError(f"{directory / card['weights']['file']}: sha256/size does not match "
-                         f"{directory / CARD_FILE}; retrain with `ctxbench toy train-context` or "
-                         f"restore both files together")
-    return card
+    """``card.json`` of a toy_ctx directory, its weights' sha256 and size checked
+    (:func:`ctxbench.toy.verify_card`)."""
+    return toy.verify_card(directory, retrain="ctxbench toy train-context")
