@@ -48,6 +48,20 @@ def entry_key(kind: str, input_key: str, ctx_key: str) -> str:
     return hashlib.sha256(f"{kind}\0{input_key}\0{ctx_key}".encode()).hexdigest()
 
 
+class CacheWidthError(ValueError):
+    """Cached rows of one backend fingerprint that disagree in width with each other
+    or with what the backend returns now: the fingerprint did not change although the
+    backend's output did, so no row of that cache can be trusted."""
+
+    def __init__(self, directory: Path, widths: list[int], detail: str = ""):
+        self.directory, self.widths = directory, widths
+        super().__init__(
+            f"embedding cache {directory} holds rows of dimension {' and '.join(map(str, widths))}"
+            f"{detail}: the backend's output changed but its fingerprint did not. Delete that "
+            f"folder (or run with --no-cache), and make the backend's fingerprint() cover whatever "
+            f"changed its output (weights, config, arguments)")
+
+
 class BackendCache:
     """The cache of one backend fingerprint."""
 
@@ -99,13 +113,14 @@ class BackendCache:
             return np.zeros((0, self._segments[0].shape[1] if self._segments else 0), np.float32)
         locs = np.array([self._index[k] for k in keys], dtype=np.int64).reshape(-1, 2)
         seg_ids = locs[:, 0]
-        out: np.ndarray | None = None
-        for seg in np.unique(seg_ids).tolist():
+        segments = np.unique(seg_ids).tolist()
+        widths = {self._segments[seg].shape[1] for seg in segments}
+        if len(widths) > 1:
+            raise CacheWidthError(self.dir, sorted(widths))
+        out = np.empty((len(keys), widths.pop()), np.float32)
+        for seg in segments:
             where = np.flatnonzero(seg_ids == seg)
-            rows = np.asarray(self._segments[seg][locs[where, 1]], dtype=np.float32)
-            if out is None:
-                out = np.empty((len(keys), rows.shape[1]), np.float32)
-            out[where] = rows
+            out[where] = np.asarray(self._segments[seg][locs[where, 1]], dtype=np.float32)
         return out
 
     def put_many(self, keys: list[str], embeddings: np.ndarray) -> None:

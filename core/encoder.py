@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .cache import BackendCache, entry_key
+from .cache import BackendCache, CacheWidthError, entry_key
 from .errors import BackendOutputError, CapabilityError
 from .inputs import ImageRef, context_key, text_key
 from .progress import CellProgress
@@ -125,6 +125,7 @@ class CachedEncoder:
         self.label = label
         self.flush_rows = flush_rows
         self.dim: int | None = None
+        self._dim_source = ""                     # "encoded" or "cached": where dim came from
         self.stats = {"forward_passes": 0, "items_encoded": 0, "cache_hits": 0,
                       "duplicates_skipped": 0}
         self.encode_seconds = 0.0
@@ -218,7 +219,12 @@ class CachedEncoder:
             else:
                 missing.append(i)
         if in_cache:
-            found.update(zip(in_cache, self.cache.get_many(in_cache)))
+            try:
+                rows = self.cache.get_many(in_cache)
+            except CacheWidthError as exc:
+                raise BackendOutputError(str(exc)) from None
+            self._agree_width(rows.shape[1], "cached")
+            found.update(zip(in_cache, rows))
         if self.data_parallel and first and _active_world() is not None:
             self._encode_shared(kind, keys, items, contexts, call, load, first, found)
             return _tensor(np.stack([found[k] for k in keys]))
@@ -246,11 +252,7 @@ class CachedEncoder:
         from . import distributed
         positions, rows, own = distributed.encode_data_parallel(unique, missing_local, self.dim, encode)
         if len(positions):
-            if self.dim is None:
-                self.dim = int(rows.shape[1])
-            elif rows.shape[1] != self.dim:
-                raise BackendOutputError(f"{self.label}: ranks returned dimension {rows.shape[1]}, "
-                                         f"but earlier batches had {self.dim}")
+            self._agree_width(rows.shape[1], "encoded", f"{self.label}: ranks returned")
         encoded = [unique[p] for p in positions.tolist()]
         found.update(zip(encoded, rows))
         # rows computed by other ranks: kept in memory so later calls agree on what is missing
@@ -324,6 +326,23 @@ class CachedEncoder:
         else:
             self._memory.update(zip(keys, block))
 
+    def _agree_width(self, width: int, source: str, where: str = "") -> None:
+        """Every row this encoder serves has one width, whether it was encoded now or
+        read from the cache (``source``: "encoded" or "cached"). A cached row of
+        another width than the backend's output means a stale cache whose fingerprint
+        did not change: :class:`~ctxbench.cache.CacheWidthError` names its folder."""
+        if self.dim is None:
+            self.dim, self._dim_source = int(width), source
+            return
+        if width == self.dim:
+            return
+        if "cached" in (source, self._dim_source) and self.cache is not None:
+            new, old = ("the backend now returns", "cached") if source == "encoded" else ("cached", "the backend returns")
+            raise BackendOutputError(str(CacheWidthError(
+                self.cache.dir, sorted({width, self.dim}),
+                f" ({new} {width}, {old} {self.dim})"))) from None
+        raise BackendOutputError(f"{where or self.label} dimension {width}, but earlier batches had {self.dim}")
+
     def _check(self, emb: Any, n: int, kind: str) -> np.ndarray:
         import torch
         where = f"{self.label}.encode_{kind}s"
@@ -337,11 +356,7 @@ class CachedEncoder:
         if emb.shape[1] == 0:
             raise BackendOutputError(f"{where} returned 0-dimensional embeddings (shape "
                                      f"{tuple(emb.shape)}); D must be at least 1")
-        if self.dim is None:
-            self.dim = int(emb.shape[1])
-        elif emb.shape[1] != self.dim:
-            raise BackendOutputError(f"{where} returned dimension {emb.shape[1]}, "
-                                     f"but earlier batches had {self.dim}")
+        self._agree_width(int(emb.shape[1]), "encoded", f"{where} returned")
         rows = emb.detach().to("cpu", torch.float32).numpy()
         if not np.isfinite(rows).all():
             bad = int((~np.isfinite(rows)).any(axis=1).sum())
