@@ -15,6 +15,7 @@ Rules every family gets from here:
 from __future__ import annotations
 
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -64,7 +65,7 @@ def small_model_threads(device: str, n_params: int = 0):
 
 
 #: Bump when the training loop changes what it produces: every stored probe misses.
-PROBE_MEMO_VERSION = 1
+PROBE_MEMO_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -193,17 +194,37 @@ def train_probe(model: nn.Module, n_train: int,
     return result
 
 
+#: Small training sets must still get a real fit: every epoch has at least
+#: MIN_STEPS_PER_EPOCH optimiser steps (the batch is capped to make room, never below
+#: MIN_BATCH items) and early stopping cannot end a fit before MIN_STEPS steps. Without
+#: this a 240-item probe with a 256-item batch took one step per epoch and stopped
+#: after 11 steps (patience 10), its "best" state the one after the first step.
+MIN_STEPS_PER_EPOCH, MIN_STEPS, MIN_BATCH = 4, 200, 8
+
+
+def effective_batch_size(n_train: int, batch_size: int) -> int:
+    """The batch :func:`train_probe` uses: ``batch_size`` capped so that an epoch has
+    at least :data:`MIN_STEPS_PER_EPOCH` steps (and at least :data:`MIN_BATCH` items)."""
+    return max(1, min(int(batch_size), max(MIN_BATCH, math.ceil(n_train / MIN_STEPS_PER_EPOCH))))
+
+
 def _train_loop(model, n_train, batch_loss, val_score, config, device) -> ProbeResult:
+    """AdamW over shuffled batches; after each epoch the validation score. The best
+    state is kept (on a tie the later, more trained one); training stops after
+    ``patience`` epochs without a strict improvement, but not before
+    :data:`MIN_STEPS` optimiser steps (nor after ``epochs`` epochs)."""
     gen = torch.Generator().manual_seed(config.seed)
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batch = effective_batch_size(n_train, config.batch_size)
+    min_epochs = math.ceil(MIN_STEPS / max(1, math.ceil(n_train / batch)))
     best_state, best_val, best_epoch, since = None, -float("inf"), -1, 0
     history: list[float] = []
     for epoch in range(config.epochs):
         model.train()
         order = torch.randperm(n_train, generator=gen)
-        for start in range(0, n_train, config.batch_size):
-            idx = order[start:start + config.batch_size].to(device)
+        for start in range(0, n_train, batch):
+            idx = order[start:start + batch].to(device)
             loss = batch_loss(model, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -212,13 +233,14 @@ def _train_loop(model, n_train, batch_loss, val_score, config, device) -> ProbeR
         with torch.no_grad():
             score = float(val_score(model))
         history.append(score)
-        if score > best_val + 1e-9:
-            best_val, best_epoch, since = score, epoch, 0
+        if score >= best_val - 1e-9:
+            if score > best_val + 1e-9:
+                since = -1
+            best_val, best_epoch = max(best_val, score), epoch
             best_state = copy.deepcopy(model.state_dict())
-        else:
-            since += 1
-            if since >= config.patience:
-                break
+        since += 1
+        if since >= config.patience and epoch + 1 >= min_epochs:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
