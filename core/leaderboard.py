@@ -87,6 +87,8 @@ SIGN_LEGEND: tuple[tuple[str, str], ...] = (
      "with the adaptation off); `drop`: source_top1 minus top1 (lower is better)."),
     (r"^fusion_gain/", "`fusion_gain/X`: fusion_probe X minus image_probe X; positive = the "
      "metadata helps."),
+    (r"^image_gain/", "`image_gain/X`: image_probe X minus zero_shot X; positive = a probe on "
+     "the image features beats zero-shot."),
 )
 
 

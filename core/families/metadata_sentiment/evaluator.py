@@ -253,8 +253,7 @@ def _score(ds, probs: dict[str, np.ndarray], fusion: FusionRun | None, test: np.
     boot = paired_bootstrap(y_test, {**preds, **ablated}, len(classes), n_resamples, seed, kl) if preds else {}
     for name in probs:
         metrics.update(metric_values(boot[name], len(test), classes, name))
-    if "image_probe" in boot and "fusion_probe" in boot:
-        metrics.update(gain_values(boot, len(test)))
+    metrics.update(gain_values(boot, len(test)))
     if fusion is not None:
         rows, per_field = field_rows(boot, fusion.gates, fusion.test_mask, fusion.field_names, len(test))
         metrics.update(per_field)

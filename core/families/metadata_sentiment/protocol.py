@@ -63,7 +63,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "bootstrap_resamples": 1000,
 }
 HEADLINE = ("zero_shot/accuracy", "image_probe/accuracy", "fusion_probe/accuracy",
-            "fusion_probe/macro_F1", "fusion_gain/accuracy")
+            "fusion_probe/macro_F1", "fusion_gain/accuracy", "image_gain/accuracy")
 
 
 def _check_templates(p: dict) -> None:
@@ -139,6 +139,8 @@ def metric_names(p: dict) -> list[str]:
     for protocol in protocols:
         names += [f"{protocol}/{s}" for s in (*SCORES, "F1_positive", "kl")]
         names += [f"{protocol}/class_accuracy/{c}" for c in (*FI_EMOTIONS, *POLARITY_CLASSES)]
+    if "image_probe" in protocols and "zero_shot" in protocols:
+        names += [f"image_gain/{s}" for s in (*SCORES, "F1_positive")]
     if "fusion_probe" in protocols:
         if "image_probe" in protocols:
             names += [f"fusion_gain/{s}" for s in (*SCORES, "F1_positive")]

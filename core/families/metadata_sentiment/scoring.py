@@ -118,13 +118,23 @@ def paired_difference(a: BootstrapSamples, b: BootstrapSamples, n: int, note: st
                        note=note)
 
 
+#: paired gains: name -> (better protocol, baseline protocol, what the gain measures)
+GAINS = {"fusion_gain": ("fusion_probe", "image_probe", "the metadata helps"),
+         "image_gain": ("image_probe", "zero_shot", "a probe on the image features beats zero-shot")}
+
+
 def gain_values(boot: dict[str, dict[str, BootstrapSamples]], n: int) -> dict[str, MetricValue]:
-    """``fusion_gain/<score>``: fusion_probe minus image_probe on the same resamples
-    (paired), with the percentile CI of the difference and a two-sided p-value."""
-    return {f"fusion_gain/{metric}": paired_difference(
-                boot["fusion_probe"][metric], boot["image_probe"][metric], n,
-                "fusion_probe minus image_probe; paired bootstrap over test items")
-            for metric in (*SCORES, "F1_positive") if metric in boot["fusion_probe"]}
+    """``fusion_gain/<score>`` (fusion_probe minus image_probe) and ``image_gain/<score>``
+    (image_probe minus zero_shot), each on the same resamples (paired), with the
+    percentile CI of the difference and a two-sided p-value; a gain is given when
+    both of its protocols ran."""
+    out = {}
+    for gain, (a, b, _) in GAINS.items():
+        if a in boot and b in boot:
+            out.update({f"{gain}/{metric}": paired_difference(
+                boot[a][metric], boot[b][metric], n, f"{a} minus {b}; paired bootstrap over test items")
+                for metric in (*SCORES, "F1_positive") if metric in boot[a]})
+    return out
 
 
 def field_rows(boot: dict[str, dict[str, BootstrapSamples]], gates: np.ndarray, mask: np.ndarray,
