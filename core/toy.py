@@ -7,25 +7,30 @@ data and no hub access, so ctxbench ships a small open_clip model trained here
 Architecture: an open_clip ``CLIP`` (Radford et al. 2021, "Learning Transferable
 Visual Models From Natural Language Supervision"; github.com/mlfoundations/open_clip)
 described by :data:`MODEL_CONFIG` and registered with ``open_clip.add_model_config``
-under the name :data:`ARCH`: a ViT with 8-pixel patches on 64x64 images and a
+under the name :data:`ARCH`: a small plain CNN image tower on 64x64 images
+(:mod:`ctxbench.toy_vision`, registered as a timm model, which open_clip builds through
+``timm_model_name``; why not a ViT or CLIP's ModifiedResNet is measured there), and a
 4-layer text transformer using open_clip's own BPE tokenizer (its vocabulary ships
 inside the open_clip package, so nothing is downloaded).
 
-Data: image-text pairs drawn from :mod:`ctxbench.synthetic_world` with
-``rng_for("train/toy_clip", seed)``; the held-out retrieval set uses
-``rng_for("train/toy_clip/heldout", seed)``. Evaluation datasets draw from
-``eval/...`` purposes, which are independent streams whatever the integer seed,
-so no evaluation scene is replayed in training. Scenes are fresh at every step (no
-epoch over a fixed set). The texts are the kinds of text the families use: world
-captions, object lists in the L1 form, single objects, tag lists, lighting/style and
-warm/cool colour phrases, and picture-quality words for scenes whose quality knobs
-are degraded. Motions are not trained: a single frame does not show a motion, and
-an order-free average of frame embeddings cannot tell "slide left" from "slide
-right".
+Data: image-text items of :mod:`ctxbench.toy_data` (pictures and motion clips, texts
+that name objects, shapes, settings, picture quality, moods and motions, and shape
+twins that only shape tells apart), drawn with ``rng_for("train/toy_clip", seed)``;
+the held-out figures use ``rng_for("train/toy_clip/heldout...", seed)``. Evaluation
+datasets draw from ``eval/...`` purposes, which are independent streams whatever the
+integer seed, so no evaluation scene is replayed in training. Items are fresh at every
+step (no epoch over a fixed set).
+
+Held-out figures (in the card, after every ``eval_every`` steps and for the shipped
+fp16 weights): text-to-image Recall@1 of L1-form object lists over 256 scenes, and two
+zero-shot top-1 accuracies (:data:`HELDOUT_PROBES`): the shape of a single object in
+any style among the 8 shapes, and the emotion of a mood-rule scene among the 8 FI
+emotions.
 
 Loss: the symmetric InfoNCE of CLIP (Radford et al. 2021, Fig. 3 pseudo-code) with a
-learnable temperature clamped at 100 (open_clip's training loop), generalised to
-duplicate texts in a batch: pairs whose texts are identical are all positives, with
+learnable temperature clamped at 100 (open_clip's training loop); a clip item's image
+side is the normalised mean of its normalised frame embeddings (:func:`item_embeddings`).
+Generalised to duplicate texts in a batch: pairs whose texts are identical are all positives, with
 the target mass spread uniformly over them (otherwise "a red star" drawn twice in a
 batch would push apart two correct matches). Optimiser AdamW with CLIP's betas
 (0.9, 0.98), eps 1e-6, weight decay on matrices only (open_clip's rule: no decay on
@@ -61,105 +66,29 @@ import torch.nn.functional as F
 
 from .io.atomic import write_bytes, write_json
 from . import synthetic_world as world
+from . import toy_data, toy_vision
 
 ARCH = "ctxbench-toy-clip"
 WEIGHTS_FILE = "toy_clip.safetensors"
 CONFIG_FILE = f"{ARCH}.json"
 CARD_FILE = "card.json"
-CARD_VERSION = 1
+CARD_VERSION = 2
 DATA_PURPOSE = "train/toy_clip"
 HELDOUT_PURPOSE = "train/toy_clip/heldout"
 
 MODEL_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32},
+    "vision_cfg": {"image_size": 64, "timm_model_name": toy_vision.NAME, "timm_model_pretrained": False,
+                   "timm_pool": "", "timm_proj": "linear"},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
 
-#: share of each kind of training text (see :func:`sample_text`)
-TEXT_MIX = {"caption": 0.25, "objects": 0.30, "object": 0.15, "tags": 0.10, "setting": 0.10,
-            "quality": 0.10}
-#: probability that a training scene has degraded quality knobs, and the knob ranges
-#: (those of the aesthetics family's embedded data)
-DEGRADE_P = 0.3
-KNOB_RANGES = {"contrast": (0.3, 1.0), "noise": (0.0, 0.15), "blur": (0.0, 2.5), "offcentre": (0.0, 0.8)}
+# training data: ctxbench.toy_data (re-exported for callers of the first version)
+TEXT_MIX, DEGRADE_P = toy_data.TEXT_MIX, toy_data.DEGRADE_P
+sample_training_scene, objects_phrase = toy_data.sample_training_scene, toy_data.objects_phrase
 
 
-# ----------------------------------------------------------------------------- data
-def sample_training_scene(rng: np.random.Generator) -> world.Scene:
-    """A scene of 1-3 objects in any style; with probability :data:`DEGRADE_P` each
-    quality knob is independently degraded (probability 1/2) within its range."""
-    scene = world.sample_scene(rng, (1, 3))
-    if rng.random() < DEGRADE_P:
-        knobs = {}
-        for knob, (lo, hi) in KNOB_RANGES.items():
-            if rng.random() < 0.5:
-                knobs[knob] = round(float(rng.uniform(lo, hi)), 3)
-        if knobs:
-            from dataclasses import replace
-            scene = replace(scene, **knobs)
-    return scene
-
-
-def objects_phrase(scene: world.Scene, sort: bool = True) -> str:
-    """``"a large red circle and a small blue star"`` (sorted as in L1 queries, or in
-    scene order)."""
-    objs = [world.describe_object(o) for o in scene.objects]
-    return world.list_phrase([world.article(o) for o in (sorted(objs) if sort else objs)])
-
-
-def quality_words(scene: world.Scene) -> list[str]:
-    """Words for the degraded knobs of ``scene`` (empty when it is clean)."""
-    words = []
-    if scene.contrast < 0.75:
-        words.append("low-contrast")
-    if scene.noise > 0.04:
-        words.append("noisy")
-    if scene.blur > 0.8:
-        words.append("blurry")
-    if scene.offcentre > 0.3:
-        words.append("badly framed")
-    return words
-
-
-def colour_temperature(scene: world.Scene) -> str | None:
-    cols = {o.colour for o in scene.objects}
-    if cols <= set(world.WARM_COLOURS):
-        return "warm-coloured"
-    if cols <= set(world.COOL_COLOURS):
-        return "cool-coloured"
-    return None
-
-
-def sample_text(scene: world.Scene, rng: np.random.Generator) -> str:
-    """One training text for ``scene``, its kind drawn from :data:`TEXT_MIX`."""
-    kinds = list(TEXT_MIX)
-    kind = kinds[int(rng.choice(len(kinds), p=np.array(list(TEXT_MIX.values())) / sum(TEXT_MIX.values())))]
-    if kind == "caption":
-        return world.caption(scene)
-    if kind == "objects":
-        return f"{objects_phrase(scene, sort=bool(rng.random() < 0.7))} on {world.article(scene.background)} background"
-    if kind == "object":
-        obj = scene.objects[int(rng.integers(len(scene.objects)))]
-        forms = (world.article(world.describe_object(obj)), f"the {obj.colour} {obj.shape}",
-                 world.article(obj.shape), world.article(f"{obj.colour} {obj.shape}"),
-                 f"{world.article(obj.colour)} object")
-        return forms[int(rng.integers(len(forms)))]
-    if kind == "tags":
-        return ", ".join(world.tags(scene))
-    if kind == "setting":
-        temp = colour_temperature(scene)
-        forms = [f"{objects_phrase(scene)} in {world.LIGHTING_PHRASES[scene.lighting]}",
-                 f"a scene in {world.LIGHTING_PHRASES[scene.lighting]}, {world.STYLE_PHRASES[scene.style]}",
-                 f"{world.article(world.STYLE_PHRASES[scene.style])} of {objects_phrase(scene)}"]
-        if temp:
-            forms.append(f"{temp} objects in {world.LIGHTING_PHRASES[scene.lighting]}")
-        return forms[int(rng.integers(len(forms)))]
-    words = quality_words(scene)   # kind == "quality"
-    quality = ", ".join(words) if words else "sharp, clean, well-framed"
-    return f"{world.article(quality)} picture of {objects_phrase(scene)}"
-
-
+# ----------------------------------------------------------------------------- held-out figures
 def heldout_set(seed: int, n: int = 256) -> tuple[list[world.Scene], list[str]]:
     """Held-out retrieval pairs: scenes of 2-3 objects with their L1-form text."""
     rng = world.rng_for(HELDOUT_PURPOSE, seed)
@@ -168,14 +97,103 @@ def heldout_set(seed: int, n: int = 256) -> tuple[list[world.Scene], list[str]]:
     return scenes, texts
 
 
+#: zero-shot held-out probes: name -> (classes, prompt template)
+HELDOUT_PROBES = {"shape_top1": (world.SHAPES, "a picture of a {}."),
+                  "mood_top1": (None, "a photo that evokes {}.")}
+
+
+def heldout_probe_set(name: str, seed: int, n: int = 256) -> tuple[list[world.Scene], list[int], list[str]]:
+    """(scenes, labels, class prompts) of a zero-shot probe of :data:`HELDOUT_PROBES`:
+    single objects of every style named by shape, or mood-rule scenes named by emotion."""
+    rng = world.rng_for(f"{HELDOUT_PURPOSE}/{name}", seed)
+    if name == "shape_top1":
+        labels = [int(rng.integers(len(world.SHAPES))) for _ in range(n)]
+        scenes = [world.sample_scene(rng, 1, shapes=(world.SHAPES[k],)) for k in labels]
+        classes = world.SHAPES
+    elif name == "mood_top1":
+        from .families.metadata_sentiment.synthetic import FI_EMOTIONS
+        items = [toy_data.mood_item(rng) for _ in range(n)]
+        scenes = [it.scenes[0] for it in items]
+        labels = [FI_EMOTIONS.index(_emotion_of(it.text)) for it in items]
+        classes = FI_EMOTIONS
+    else:
+        raise ValueError(f"unknown held-out probe {name!r}; known: {', '.join(HELDOUT_PROBES)}")
+    return scenes, labels, [HELDOUT_PROBES[name][1].format(c) for c in classes]
+
+
+def _emotion_of(text: str) -> str:
+    from .families.metadata_sentiment.synthetic import FI_EMOTIONS, MOOD
+    for emotion in FI_EMOTIONS:
+        if emotion in text.split() or MOOD[emotion] in text:
+            return emotion
+    raise AssertionError(f"no emotion in mood text {text!r}")
+
+
 # ----------------------------------------------------------------------------- model
 def register_arch(out_dir: Path) -> Path:
-    """Write :data:`MODEL_CONFIG` to ``out_dir/ctxbench-toy-clip.json`` and register it."""
+    """Write :data:`MODEL_CONFIG` to ``out_dir/ctxbench-toy-clip.json`` and register it
+    (with its image tower, :func:`ctxbench.toy_vision.register`)."""
     import open_clip
+    toy_vision.register()
     path = Path(out_dir) / CONFIG_FILE
     write_json(path, MODEL_CONFIG)
     open_clip.add_model_config(path)
     return path
+
+
+#: weight of the auxiliary attribute losses (see :class:`AuxiliaryHeads`)
+AUX_WEIGHT = 1.0
+
+
+class AuxiliaryHeads(torch.nn.Module):
+    """Linear read-outs used in training only (not part of the shipped model).
+
+    A shape is a small part of a picture, and at initialisation neither tower encodes
+    it, so the contrastive loss of a twin pair (scenes that differ in one shape only)
+    starts out symmetric and moves it slowly (the first toy_clip, trained
+    contrastively alone, ended with image features from which a linear probe told
+    the 8 shapes apart at chance). Three supervised read-outs give the towers a
+    direct signal from the first step: which shapes an item's picture contains
+    (multi-label, image side), which shapes its text names (multi-label, text side),
+    and for a clip the motion group an order-free frame mean can show (slide /
+    rise-or-fall / spin / grow-or-shrink; image side). The contrastive loss aligns
+    the towers; the read-outs are dropped after training. Inputs are the normalised
+    embeddings times 10 (a fixed scale, so the read-outs do not need large weights).
+    """
+
+    MOTION_GROUPS = {"slide left": 0, "slide right": 0, "rise": 1, "fall": 1, "spin": 2, "grow": 3,
+                     "shrink": 3}
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.image_shapes = torch.nn.Linear(dim, len(world.SHAPES))
+        self.text_shapes = torch.nn.Linear(dim, len(world.SHAPES))
+        self.motion = torch.nn.Linear(dim, 4)
+
+    @staticmethod
+    def targets(items: Sequence[toy_data.TrainItem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        shapes = torch.zeros(len(items), len(world.SHAPES))
+        named = torch.zeros(len(items), len(world.SHAPES))
+        motion = torch.full((len(items),), -100, dtype=torch.long)   # -100: no motion target
+        for i, it in enumerate(items):
+            for obj in it.scenes[0].objects:
+                shapes[i, world.SHAPES.index(obj.shape)] = 1.0
+            words = set(it.text.replace(",", " ").replace(";", " ").split())
+            for k, shape in enumerate(world.SHAPES):
+                named[i, k] = float(shape in words)
+            if it.kind == "clip":
+                verb = next(m for m in sorted(AuxiliaryHeads.MOTION_GROUPS, key=len, reverse=True)
+                            if it.text.startswith(m + " "))
+                motion[i] = AuxiliaryHeads.MOTION_GROUPS[verb]
+        return shapes, named, motion
+
+    def loss(self, img: torch.Tensor, txt: torch.Tensor, items: Sequence[toy_data.TrainItem]) -> torch.Tensor:
+        shapes, named, motion = (t.to(img.device) for t in self.targets(items))
+        out = F.binary_cross_entropy_with_logits(self.image_shapes(img * 10), shapes) + \
+            F.binary_cross_entropy_with_logits(self.text_shapes(txt * 10), named)
+        if (motion >= 0).any():
+            out = out + F.cross_entropy(self.motion(img * 10), motion, ignore_index=-100)
+        return out
 
 
 def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
@@ -197,6 +215,23 @@ def recall_at_1(img: torch.Tensor, txt: torch.Tensor) -> float:
 def _batch(scenes: Sequence[world.Scene], texts: Sequence[str], preprocess, tokenizer):
     pixels = torch.stack([preprocess(world.render(s, 64)) for s in scenes])
     return pixels, tokenizer(list(texts))
+
+
+def _item_batch(items: Sequence[toy_data.TrainItem], preprocess, tokenizer):
+    """(pixels of every frame, tokens, owner): ``owner[f]`` is the item of frame f."""
+    frames = [s for it in items for s in it.scenes]
+    owner = torch.as_tensor([i for i, it in enumerate(items) for _ in it.scenes])
+    pixels, tokens = _batch(frames, [it.text for it in items], preprocess, tokenizer)
+    return pixels, tokens, owner
+
+
+def item_embeddings(frame_emb: torch.Tensor, owner: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Per item the mean of its normalised frame embeddings, normalised (how the
+    multi_instance_retrieval family embeds a clip for an image-only backend)."""
+    frame_emb = F.normalize(frame_emb, dim=-1)
+    total = torch.zeros(n_items, frame_emb.shape[1], dtype=frame_emb.dtype, device=frame_emb.device)
+    total = total.index_add(0, owner.to(frame_emb.device), frame_emb)
+    return F.normalize(total, dim=-1)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -221,6 +256,23 @@ def _evaluate(model, pixels: torch.Tensor, tokens: torch.Tensor) -> float:
         txt = F.normalize(model.encode_text(tokens), dim=-1)
     model.train(was_training)
     return recall_at_1(img.cpu(), txt.cpu())
+
+
+def _zero_shot(model, pixels: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor) -> float:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        img = F.normalize(model.encode_image(pixels), dim=-1)
+        txt = F.normalize(model.encode_text(tokens), dim=-1)
+    model.train(was_training)
+    return float(((img @ txt.T).argmax(1).cpu() == labels).float().mean())
+
+
+def _heldout_figures(model, heldout: dict) -> dict[str, float]:
+    figures = {"R@1": _evaluate(model, *heldout["R@1"])}
+    for name in HELDOUT_PROBES:
+        figures[name] = _zero_shot(model, *heldout[name])
+    return figures
 
 
 def _half_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -254,25 +306,33 @@ def train_toy(out_dir: str | Path, seed: int = 0, steps: int = 1500, batch_size:
         tokenizer = open_clip.get_tokenizer(ARCH)
         model.train()
         n_params = sum(p.numel() for p in model.parameters())
-        opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+        aux = AuxiliaryHeads(MODEL_CONFIG["embed_dim"]).to(device)   # training only, not shipped
+        opt = torch.optim.AdamW(_param_groups(model, weight_decay) + _param_groups(aux, weight_decay),
+                                lr=lr, betas=(0.9, 0.98), eps=1e-6)
         rng = world.rng_for(DATA_PURPOSE, seed)
         h_scenes, h_texts = heldout_set(seed, n_heldout)
-        h_pixels, h_tokens = (x.to(device) for x in _batch(h_scenes, h_texts, preprocess, tokenizer))
+        heldout = {"R@1": tuple(x.to(device) for x in _batch(h_scenes, h_texts, preprocess, tokenizer))}
+        for name in HELDOUT_PROBES:
+            p_scenes, p_labels, prompts = heldout_probe_set(name, seed, n_heldout)
+            pixels, tokens = _batch(p_scenes, prompts, preprocess, tokenizer)
+            heldout[name] = (pixels.to(device), tokens.to(device), torch.as_tensor(p_labels))
         log(f"toy_clip: {ARCH}, {n_params:,} parameters; {steps} steps x batch {batch_size}, "
             f"lr {lr}, seed {seed}, {threads} threads; held-out pool {n_heldout}")
         history: list[dict] = []
         t0 = time.perf_counter()
         running = []
         for step in range(steps):
-            scenes = [sample_training_scene(rng) for _ in range(batch_size)]
-            texts = [sample_text(s, rng) for s in scenes]
-            pixels, tokens = _batch(scenes, texts, preprocess, tokenizer)
+            items = toy_data.sample_batch(rng, batch_size)
+            texts = [it.text for it in items]
+            pixels, tokens, owner = _item_batch(items, preprocess, tokenizer)
             pixels, tokens = pixels.to(device), tokens.to(device)
             same = torch.as_tensor(np.array(texts)[:, None] == np.array(texts)[None, :]).to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, steps, lr, warmup)
-            img, txt, scale = model(pixels, tokens)[:3]
-            loss = contrastive_loss(img, txt, scale, same)
+            img = item_embeddings(model.encode_image(pixels), owner, len(items))
+            txt = F.normalize(model.encode_text(tokens), dim=-1)
+            loss = contrastive_loss(img, txt, model.logit_scale.exp(), same) + \
+                AUX_WEIGHT * aux.loss(img, txt, items)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -284,16 +344,19 @@ def train_toy(out_dir: str | Path, seed: int = 0, steps: int = 1500, batch_size:
                     f"lr {opt.param_groups[0]['lr']:.2e}  {time.perf_counter() - t0:.0f}s")
                 running = []
             if (step + 1) % eval_every == 0 or step == steps - 1:
-                r1 = _evaluate(model, h_pixels, h_tokens)
-                history.append({"step": step + 1, "loss": loss.item(), "heldout_R@1": r1,
+                figures = _heldout_figures(model, heldout)
+                history.append({"step": step + 1, "loss": loss.item(), "heldout_R@1": figures["R@1"],
+                                **{f"heldout_{k}": v for k, v in figures.items() if k != "R@1"},
                                 "elapsed_s": round(time.perf_counter() - t0, 1)})
-                log(f"step {step + 1}: held-out text->image R@1 {r1:.3f} (pool {n_heldout}, "
-                    f"chance {1 / n_heldout:.3f})")
+                log(f"step {step + 1}: held-out text->image R@1 {figures['R@1']:.3f} (pool {n_heldout}, "
+                    f"chance {1 / n_heldout:.3f}); " + ", ".join(
+                        f"{k} {v:.3f}" for k, v in figures.items() if k != "R@1"))
         train_time = time.perf_counter() - t0
         state = _half_state(model)
         shipped = copy.deepcopy(model)   # the held-out figure of the weights as shipped (fp16)
         shipped.load_state_dict(state)
-        final_r1 = _evaluate(shipped, h_pixels, h_tokens)
+        final = _heldout_figures(shipped, heldout)
+        final_r1 = final["R@1"]
         # one metadata key only: safetensors writes a metadata map in hash order, which
         # would make the file bytes (and the card's sha256) differ between identical runs
         blob = st_save(state, metadata={"format": "pt"})
@@ -309,12 +372,18 @@ def train_toy(out_dir: str | Path, seed: int = 0, steps: int = 1500, batch_size:
             "training": {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                          "weight_decay": weight_decay, "warmup_steps": warmup, "threads": threads,
                          "data_purpose": DATA_PURPOSE, "heldout_purpose": HELDOUT_PURPOSE,
-                         "generator_version": world.GENERATOR_VERSION, "text_mix": TEXT_MIX,
-                         "degrade_p": DEGRADE_P, "train_time_s": round(train_time, 1),
+                         "generator_version": world.GENERATOR_VERSION, "data_version": toy_data.DATA_VERSION,
+                         "text_mix": TEXT_MIX, "twin_p": toy_data.TWIN_P, "aux_weight": AUX_WEIGHT,
+                         "style_weights": toy_data.STYLE_WEIGHTS, "degrade_p": DEGRADE_P,
+                         "train_time_s": round(train_time, 1),
                          "machine": f"{platform.machine()} {platform.system()}",
                          "torch": torch.__version__, "open_clip": open_clip.__version__},
             "heldout": {"metric": "text->image R@1", "pool": n_heldout, "chance": 1 / n_heldout,
-                        "R@1_fp16": final_r1, "history": history},
+                        "R@1_fp16": final_r1,
+                        "zero_shot_fp16": {name: {"value": final[name], "classes": len(
+                            world.SHAPES) if name == "shape_top1" else 8, "prompt": HELDOUT_PROBES[name][1]}
+                            for name in HELDOUT_PROBES},
+                        "history": history},
         }
         write_json(out / CARD_FILE, card)
         log(f"done in {train_time:.0f}s: held-out R@1 {final_r1:.3f} (fp16 weights); wrote "

@@ -233,6 +233,7 @@ def load_base(base_dir: Path, device: str):
     """toy_clip from ``base_dir`` (its card checked), with its preprocess and tokenizer."""
     import open_clip
     card = toy.verify_card(base_dir)
+    toy.toy_vision.register()   # toy_clip's image tower is a timm model of ctxbench's own
     open_clip.add_model_config(base_dir / toy.CONFIG_FILE)
     clip, _, preprocess = open_clip.create_model_and_transforms(
         toy.ARCH, pretrained=str(base_dir / card["weights"]["file"]), device=device)

@@ -88,6 +88,9 @@ def register_config(model_config: str | os.PathLike, arch: str | None) -> str:
         raise hc.ModelLoadError(f"arch={arch!r} but model_config registers the architecture "
                                 f"{path.stem!r} (open_clip names a config after its file); "
                                 f"drop arch or rename the file to {arch}.json")
+    if str(cfg["vision_cfg"].get("timm_model_name", "")).startswith("ctxbench_"):
+        from ctxbench import toy_vision   # the toy models' own image tower (a timm model)
+        toy_vision.register()
     open_clip.add_model_config(path)
     return path.stem
 

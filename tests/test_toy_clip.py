@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctxbench import toy
+from ctxbench import toy, toy_data
 from ctxbench.encoder import CachedEncoder
 from ctxbench.families.context_retrieval import evaluator as cr
 from ctxbench.families.context_retrieval.protocol import PROTOCOL_DEFAULTS
@@ -68,7 +68,9 @@ def test_card_hash_and_fields_match_the_shipped_files():
     assert card["training"]["train_time_s"] < 30 * 60
     from safetensors import safe_open
     with safe_open(str(weights), "pt") as fh:
-        n = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+        # batch-norm statistics are stored too, but they are buffers, not parameters
+        n = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys()
+                if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     assert n == card["architecture"]["parameters"]
 
 
@@ -152,13 +154,68 @@ def test_training_stream_never_replays_evaluation_scenes(dataset):
     assert not {s.params_key() for s in held} & train_keys
 
 
+PICTURE_KINDS = ("caption", "objects", "object", "shape", "tags", "setting", "quality")
+
+
+def _named_shapes(text: str) -> set[str]:
+    return {s for s in world.SHAPES if s in text.replace(",", " ").replace(";", " ").split(" ")}
+
+
 def test_training_texts_describe_their_scene():
     rng = world.rng_for("test/toy_texts", 0)
-    for _ in range(200):
-        scene = toy.sample_training_scene(rng)
-        text = toy.sample_text(scene, rng)
-        named_shapes = {s for s in world.SHAPES if s in text.split(" ") or f"{s}," in text}
-        assert named_shapes <= {o.shape for o in scene.objects}, (text, scene)
+    for kind in PICTURE_KINDS:
+        for _ in range(60):
+            scene = toy_data.sample_training_scene(rng, 1 if kind == "shape" else (1, 3))
+            text = toy_data.describe(scene, kind, rng)
+            assert _named_shapes(text) <= {o.shape for o in scene.objects}, (kind, text, scene)
+    for item in toy_data.sample_batch(rng, 256):
+        names = _named_shapes(item.text)
+        if item.kind == "clip":
+            assert len(item.scenes) == toy_data.CLIP_FRAMES
+            assert names == {o.shape for o in item.scenes[0].objects}, item
+        elif item.kind != "mood":
+            assert len(item.scenes) == 1 and names <= {o.shape for o in item.scenes[0].objects}, item
+
+
+def test_shape_twins_differ_in_one_shape_and_their_texts_only_in_shape_words():
+    rng = world.rng_for("test/toy_twins", 0)
+    items = toy_data.sample_batch(rng, 512)
+    pairs = [(a, b) for a, b in zip(items, items[1:])
+             if a.kind == b.kind and a.kind in PICTURE_KINDS
+             and [o.shape for o in a.scenes[0].objects] != [o.shape for o in b.scenes[0].objects]
+             and [(o.colour, o.x) for o in a.scenes[0].objects] == [(o.colour, o.x) for o in b.scenes[0].objects]]
+    assert len(pairs) > 100   # TWIN_P of the picture items have a twin
+    for a, b in pairs:
+        sa, sb = a.scenes[0], b.scenes[0]
+        changed = [i for i, (x, y) in enumerate(zip(sa.objects, sb.objects)) if x != y]
+        assert len(changed) == 1 and sb.objects[changed[0]].shape not in {o.shape for o in sa.objects}
+        assert sa.background == sb.background and sa.style == sb.style
+        words_a, words_b = a.text.split(" "), b.text.split(" ")
+        assert len(words_a) == len(words_b)
+        assert all(x == y or _named_shapes(x) for x, y in zip(words_a, words_b)), (a.text, b.text)
+
+
+def test_mood_items_follow_the_sentiment_worlds_rule():
+    from ctxbench.families.metadata_sentiment.synthetic import POSITIVE_EMOTIONS, SIGNATURE_SHAPE
+    rng = world.rng_for("test/toy_mood", 0)
+    items = [toy_data.mood_item(rng) for _ in range(400)]
+    emotions = [toy._emotion_of(it.text) for it in items]
+    warm = np.array([it.scenes[0].objects[0].colour in world.WARM_COLOURS for it in items])
+    positive = np.array([e in POSITIVE_EMOTIONS for e in emotions])
+    assert (warm == positive).mean() > 0.9
+    signature = np.mean([it.scenes[0].objects[0].shape == SIGNATURE_SHAPE[e] for it, e in zip(items, emotions)])
+    assert signature > 0.7
+
+
+def test_clip_embedding_is_the_normalised_mean_of_normalised_frames():
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randn(7, 5, generator=g)
+    owner = torch.tensor([0, 1, 1, 1, 1, 2, 2])
+    out = toy.item_embeddings(frames, owner, 3)
+    unit = torch.nn.functional.normalize(frames, dim=-1)
+    for item, rows in ((0, [0]), (1, [1, 2, 3, 4]), (2, [5, 6])):
+        ref = unit[rows].mean(0)
+        assert torch.allclose(out[item], ref / ref.norm(), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- loss

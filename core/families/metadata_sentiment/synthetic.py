@@ -52,9 +52,12 @@ POSITIVE_LOOK = {"colours": world.WARM_COLOURS, "lighting": ("bright", "bright",
 NEGATIVE_LOOK = {"colours": world.COOL_COLOURS, "lighting": ("dim", "night", "dusk")}
 
 
-def _scene(rng: np.random.Generator, emotion: str, look: dict, shape_reliability: float) -> world.Scene:
+def mood_scene(rng: np.random.Generator, emotion: str, look: dict, shape_reliability: float,
+               style: str | None = None) -> world.Scene:
+    """A scene of ``emotion`` with ``look`` (module docstring); ``style`` fixes the
+    rendering style (None: any, as in the embedded dataset)."""
     lighting = look["lighting"][int(rng.integers(len(look["lighting"])))]
-    scene = world.sample_scene(rng, (1, 3), colours=look["colours"], lighting=lighting)
+    scene = world.sample_scene(rng, (1, 3), colours=look["colours"], lighting=lighting, style=style)
     if rng.random() < shape_reliability:   # the signature shape becomes the first object
         first = scene.objects[0]
         others = tuple(o for o in scene.objects[1:] if o.shape != SIGNATURE_SHAPE[emotion])
@@ -84,7 +87,7 @@ def build(n_per_class: int = 50, seed: int = 0, size: int = 64, caption_reliabil
         positive = emotion in POSITIVE_EMOTIONS
         if rng.random() >= polarity_reliability:
             positive = not positive
-        scene = _scene(rng, emotion, POSITIVE_LOOK if positive else NEGATIVE_LOOK, shape_reliability)
+        scene = mood_scene(rng, emotion, POSITIVE_LOOK if positive else NEGATIVE_LOOK, shape_reliability)
         images.append(world.scene_ref(scene, size))
         scene_list.append(scene)
         labels.append(int(k))
