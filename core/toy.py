@@ -248,24 +248,24 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def _evaluate(model, pixels: torch.Tensor, tokens: torch.Tensor) -> float:
+def _embed_for_eval(model, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised image and text embeddings in eval mode (training mode restored)."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
         img = F.normalize(model.encode_image(pixels), dim=-1)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
     model.train(was_training)
-    return recall_at_1(img.cpu(), txt.cpu())
+    return img.cpu(), txt.cpu()
+
+
+def _evaluate(model, pixels: torch.Tensor, tokens: torch.Tensor) -> float:
+    return recall_at_1(*_embed_for_eval(model, pixels, tokens))
 
 
 def _zero_shot(model, pixels: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor) -> float:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        img = F.normalize(model.encode_image(pixels), dim=-1)
-        txt = F.normalize(model.encode_text(tokens), dim=-1)
-    model.train(was_training)
-    return float(((img @ txt.T).argmax(1).cpu() == labels).float().mean())
+    img, txt = _embed_for_eval(model, pixels, tokens)
+    return float(((img @ txt.T).argmax(1) == labels).float().mean())
 
 
 def _heldout_figures(model, heldout: dict) -> dict[str, float]:
