@@ -169,6 +169,7 @@ def two_ranks(tmp_path_factory):
     return tmp, reports, time.perf_counter() - t0
 
 
+@pytest.mark.slow   # shares the two_ranks fixture (~23 s to start two gloo ranks); CI's second step
 def test_two_rank_gloo_encoding_is_bitwise_single_process(two_ranks):
     tmp, reports, _ = two_ranks
     refs, texts = inputs()
@@ -182,6 +183,7 @@ def test_two_rank_gloo_encoding_is_bitwise_single_process(two_ranks):
         assert torch.equal(out["again"], ref_img[:9])
 
 
+@pytest.mark.slow   # shares the two_ranks fixture (~23 s to start two gloo ranks); CI's second step
 def test_work_is_split_and_each_rank_caches_its_share(two_ranks):
     tmp, reports, _ = two_ranks
     n_unique = 23 + 17
@@ -207,6 +209,7 @@ def test_work_is_split_and_each_rank_caches_its_share(two_ranks):
     assert len(union) == n_unique
 
 
+@pytest.mark.slow   # shares the two_ranks fixture (~23 s to start two gloo ranks); CI's second step
 def test_failure_on_one_rank_raises_on_all(two_ranks):
     _, reports, _ = two_ranks
     assert reports[1]["phase2"].startswith("RuntimeError: simulated driver crash")
@@ -216,6 +219,7 @@ def test_failure_on_one_rank_raises_on_all(two_ranks):
                                         "different inputs (counts per rank: [3, 4])")
 
 
+@pytest.mark.slow   # shares the two_ranks fixture (~23 s to start two gloo ranks); CI's second step
 def test_runner_data_parallel_matches_single_process(two_ranks, tmp_path):
     tmp, reports, _ = two_ranks
     from ctxbench.plugin_host import load_plugins

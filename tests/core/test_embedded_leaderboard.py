@@ -40,7 +40,7 @@ def test_compare_detects_drift():
     assert compare(row, "| other | 0.500 [0.400, 0.600] |")
 
 
-@pytest.mark.slow   # ~50 s on 2 cores: CI runs it as its second step (.ci/run)
+@pytest.mark.slow   # ~2.5 min on 2 cores: CI runs it as its second step (.ci/run)
 def test_committed_embedded_leaderboard_regenerates(tmp_path):
     out = tmp_path / "embedded"
     proc = run_cli(["run", "--task", "all", "--output-dir", str(out), "--no-cache", "--no-progress"],

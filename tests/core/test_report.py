@@ -536,6 +536,7 @@ def test_manifest_section(tmp_path):
     assert "Unreadable result files" in page and "broken.json" in page
 
 
+@pytest.mark.slow   # ~15 s: a real embedded run, then the report; CI's second step (.ci/run)
 def test_report_from_a_real_run(tmp_path):
     """End to end: ctxbench run on the embedded context_retrieval task, then the report."""
     from ctxbench.cli import main

@@ -106,6 +106,7 @@ def test_results_schema_and_reuse(extra, tmp_path, cache_dir):
     assert r3.metrics["L3/both_ctx/R@1"].to_json() == r1.metrics["L3/both_ctx/R@1"].to_json()
 
 
+@pytest.mark.slow   # ~50 s: a real subprocess run killed mid-way, then resumed; CI's second step (.ci/run)
 def test_sigkill_mid_run_resumes_without_recomputing(extra, tmp_path, cache_dir):
     script = textwrap.dedent(f'''
         import sys

@@ -226,6 +226,7 @@ def _synthetic_run(counts, tmp_path, tasks=None, **options):
     return tasks, results, docs
 
 
+@pytest.mark.slow   # ~27 s: the whole embedded run cold, then warm; CI's second step (.ci/run)
 def test_warm_rerun_does_no_work_and_writes_the_cold_results(tmp_path, monkeypatch):
     counts = WarmCounts(monkeypatch)
     tasks, cold, cold_docs = _synthetic_run(counts, tmp_path)
