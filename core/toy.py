@@ -83,23 +83,17 @@ MODEL_CONFIG: dict[str, Any] = {
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
 
-# training data: ctxbench.toy_data (re-exported for callers of the first version)
-TEXT_MIX, DEGRADE_P = toy_data.TEXT_MIX, toy_data.DEGRADE_P
-sample_training_scene, objects_phrase = toy_data.sample_training_scene, toy_data.objects_phrase
-
-
 # ----------------------------------------------------------------------------- held-out figures
 def heldout_set(seed: int, n: int = 256) -> tuple[list[world.Scene], list[str]]:
     """Held-out retrieval pairs: scenes of 2-3 objects with their L1-form text."""
     rng = world.rng_for(HELDOUT_PURPOSE, seed)
     scenes = [world.sample_scene(rng, (2, 3)) for _ in range(n)]
-    texts = [f"{objects_phrase(s)} on {world.article(s.background)} background" for s in scenes]
+    texts = [f"{toy_data.objects_phrase(s)} on {world.article(s.background)} background" for s in scenes]
     return scenes, texts
 
 
-#: zero-shot held-out probes: name -> (classes, prompt template)
-HELDOUT_PROBES = {"shape_top1": (world.SHAPES, "a picture of a {}."),
-                  "mood_top1": (None, "a photo that evokes {}.")}
+#: zero-shot held-out probes: name -> prompt template (classes: :func:`heldout_probe_set`)
+HELDOUT_PROBES = {"shape_top1": "a picture of a {}.", "mood_top1": "a photo that evokes {}."}
 
 
 def heldout_probe_set(name: str, seed: int, n: int = 256) -> tuple[list[world.Scene], list[int], list[str]]:
@@ -107,26 +101,17 @@ def heldout_probe_set(name: str, seed: int, n: int = 256) -> tuple[list[world.Sc
     single objects of every style named by shape, or mood-rule scenes named by emotion."""
     rng = world.rng_for(f"{HELDOUT_PURPOSE}/{name}", seed)
     if name == "shape_top1":
-        labels = [int(rng.integers(len(world.SHAPES))) for _ in range(n)]
-        scenes = [world.sample_scene(rng, 1, shapes=(world.SHAPES[k],)) for k in labels]
         classes = world.SHAPES
+        labels = [int(rng.integers(len(classes))) for _ in range(n)]
+        scenes = [world.sample_scene(rng, 1, shapes=(classes[k],)) for k in labels]
     elif name == "mood_top1":
-        from .families.metadata_sentiment.synthetic import FI_EMOTIONS
+        from .families.metadata_sentiment.synthetic import FI_EMOTIONS as classes
         items = [toy_data.mood_item(rng) for _ in range(n)]
         scenes = [it.scenes[0] for it in items]
-        labels = [FI_EMOTIONS.index(_emotion_of(it.text)) for it in items]
-        classes = FI_EMOTIONS
+        labels = [classes.index(it.label) for it in items]
     else:
         raise ValueError(f"unknown held-out probe {name!r}; known: {', '.join(HELDOUT_PROBES)}")
-    return scenes, labels, [HELDOUT_PROBES[name][1].format(c) for c in classes]
-
-
-def _emotion_of(text: str) -> str:
-    from .families.metadata_sentiment.synthetic import FI_EMOTIONS, MOOD
-    for emotion in FI_EMOTIONS:
-        if emotion in text.split() or MOOD[emotion] in text:
-            return emotion
-    raise AssertionError(f"no emotion in mood text {text!r}")
+    return scenes, labels, [HELDOUT_PROBES[name].format(c) for c in classes]
 
 
 # ----------------------------------------------------------------------------- model
@@ -182,9 +167,7 @@ class AuxiliaryHeads(torch.nn.Module):
             for k, shape in enumerate(world.SHAPES):
                 named[i, k] = float(shape in words)
             if it.kind == "clip":
-                verb = next(m for m in sorted(AuxiliaryHeads.MOTION_GROUPS, key=len, reverse=True)
-                            if it.text.startswith(m + " "))
-                motion[i] = AuxiliaryHeads.MOTION_GROUPS[verb]
+                motion[i] = AuxiliaryHeads.MOTION_GROUPS[it.label]
         return shapes, named, motion
 
     def loss(self, img: torch.Tensor, txt: torch.Tensor, items: Sequence[toy_data.TrainItem]) -> torch.Tensor:
@@ -373,16 +356,15 @@ def train_toy(out_dir: str | Path, seed: int = 0, steps: int = 1500, batch_size:
                          "weight_decay": weight_decay, "warmup_steps": warmup, "threads": threads,
                          "data_purpose": DATA_PURPOSE, "heldout_purpose": HELDOUT_PURPOSE,
                          "generator_version": world.GENERATOR_VERSION, "data_version": toy_data.DATA_VERSION,
-                         "text_mix": TEXT_MIX, "twin_p": toy_data.TWIN_P, "aux_weight": AUX_WEIGHT,
-                         "style_weights": toy_data.STYLE_WEIGHTS, "degrade_p": DEGRADE_P,
+                         "text_mix": toy_data.TEXT_MIX, "twin_p": toy_data.TWIN_P, "aux_weight": AUX_WEIGHT,
+                         "style_weights": toy_data.STYLE_WEIGHTS, "degrade_p": toy_data.DEGRADE_P,
                          "train_time_s": round(train_time, 1),
                          "machine": f"{platform.machine()} {platform.system()}",
                          "torch": torch.__version__, "open_clip": open_clip.__version__},
             "heldout": {"metric": "text->image R@1", "pool": n_heldout, "chance": 1 / n_heldout,
                         "R@1_fp16": final_r1,
-                        "zero_shot_fp16": {name: {"value": final[name], "classes": len(
-                            world.SHAPES) if name == "shape_top1" else 8, "prompt": HELDOUT_PROBES[name][1]}
-                            for name in HELDOUT_PROBES},
+                        "zero_shot_fp16": {name: {"value": final[name], "classes": len(heldout[name][1]),
+                                               "prompt": prompt} for name, prompt in HELDOUT_PROBES.items()},
                         "history": history},
         }
         write_json(out / CARD_FILE, card)

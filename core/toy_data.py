@@ -79,6 +79,7 @@ class TrainItem:
     scenes: tuple[world.Scene, ...]
     text: str
     kind: str
+    label: str | None = None   # the emotion of a mood item, the motion of a clip item
 
 
 def _style(rng: np.random.Generator) -> str:
@@ -184,7 +185,7 @@ def mood_item(rng: np.random.Generator) -> TrainItem:
     scene = mood_scene(rng, emotion, POSITIVE_LOOK if positive else NEGATIVE_LOOK, MOOD_SHAPE_RELIABILITY,
                        style=_style(rng))
     text = _pick(rng, MOOD_FORMS).format(emotion=emotion, mood=MOOD[emotion], caption=world.caption(scene))
-    return TrainItem((scene,), text, "mood")
+    return TrainItem((scene,), text, "mood", emotion)
 
 
 def clip_item(rng: np.random.Generator) -> TrainItem:
@@ -199,7 +200,7 @@ def clip_item(rng: np.random.Generator) -> TrainItem:
     motion = _pick(rng, motions)
     frames = world.clip_scenes(scene, motion, CLIP_LENGTH)
     picked = tuple(frames[i - 1] for i in sample_frame_indices(1, CLIP_LENGTH, CLIP_FRAMES))
-    return TrainItem(picked, narration(motion, tuple(o.shape for o in scene.objects)), "clip")
+    return TrainItem(picked, narration(motion, tuple(o.shape for o in scene.objects)), "clip", motion)
 
 
 def _kind(rng: np.random.Generator) -> str:

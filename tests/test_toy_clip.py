@@ -147,7 +147,7 @@ def test_training_is_deterministic_in_its_seed(tmp_path):
 
 def test_training_stream_never_replays_evaluation_scenes(dataset):
     rng = world.rng_for(toy.DATA_PURPOSE, 0)
-    train_keys = {toy.sample_training_scene(rng).params_key() for _ in range(3000)}
+    train_keys = {toy_data.sample_training_scene(rng).params_key() for _ in range(3000)}
     eval_keys = {scene.params_key() for scene in dataset.meta["scenes"].values()}
     assert not train_keys & eval_keys
     held, _ = toy.heldout_set(0, 64)
@@ -196,10 +196,11 @@ def test_shape_twins_differ_in_one_shape_and_their_texts_only_in_shape_words():
 
 
 def test_mood_items_follow_the_sentiment_worlds_rule():
-    from ctxbench.families.metadata_sentiment.synthetic import POSITIVE_EMOTIONS, SIGNATURE_SHAPE
+    from ctxbench.families.metadata_sentiment.synthetic import MOOD, POSITIVE_EMOTIONS, SIGNATURE_SHAPE
     rng = world.rng_for("test/toy_mood", 0)
     items = [toy_data.mood_item(rng) for _ in range(400)]
-    emotions = [toy._emotion_of(it.text) for it in items]
+    emotions = [it.label for it in items]
+    assert all(it.text.endswith(MOOD[e]) for it, e in zip(items, emotions))   # the label is the text's mood
     warm = np.array([it.scenes[0].objects[0].colour in world.WARM_COLOURS for it in items])
     positive = np.array([e in POSITIVE_EMOTIONS for e in emotions])
     assert (warm == positive).mean() > 0.9

@@ -254,7 +254,7 @@ def _caption_probe(req, emb: _Embeddings, ds, s: str, u_target: torch.Tensor, p,
     def val_score(m):
         return float((m(x_va).argmax(1) == y_va).float().mean())
 
-    res = train_probe(model, len(tr), batch_loss, val_score, probe_config(p, len(tr), seed),
+    res = train_probe(model, len(tr), batch_loss, val_score, probe_config(p, seed),
                       memo=probe_memo(req, "domain_adaptation", MEMO_VERSION),
                       key=("caption_probe", x_tr, y_tr, x_va, y_va, int(k)))
     with torch.no_grad():

@@ -29,7 +29,6 @@ The epoch (early stopping) is chosen on the source validation split's top-1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,18 +146,16 @@ def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str,
 
     key = ("train_head", data.xs, data.ys, data.xv, data.yv, data.xt, data.yt, data.ct, data.ut,
            int(n_classes), lam_pl, lam_con, tau_c)
-    result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, ns + nt, seed), device,
+    result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, seed), device,
                          memo=memo, key=key)
     return result.model.cpu(), result
 
 
-def probe_config(p: dict, n_train: int, seed: int) -> ProbeConfig:
-    """Probe settings from the protocol; the batch is capped at a quarter of the training
-    set (at least 8 items) so that a small set still gets >= 4 steps per epoch (early
-    stopping counts epochs)."""
-    batch = min(int(p["batch_size"]), max(8, math.ceil(n_train / 4)))
+def probe_config(p: dict, seed: int) -> ProbeConfig:
+    """Probe settings from the protocol (a small training set still gets several steps
+    per epoch: :func:`ctxbench.probe.effective_batch_size`)."""
     return ProbeConfig(epochs=int(p["epochs"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
-                       batch_size=batch, patience=int(p["patience"]), seed=seed)
+                       batch_size=int(p["batch_size"]), patience=int(p["patience"]), seed=seed)
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
