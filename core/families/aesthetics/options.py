@@ -40,6 +40,7 @@ SYNTHETIC_QUALITY_OPTIONS = {
     "votes_max": "most votes per image (150)",
     "vote_std": "std of a vote around the latent MOS (1.5)",
     "p_no_style_tag": "share of images without tag 2 (0.1)",
+    "p_intent": "share of images made for a soft-focus / film-grain theme, tag 2 naming it (0.3)",
 }
 
 SYNTHETIC_SWEEP_OPTIONS = {

@@ -13,10 +13,16 @@ paper's premise that what makes a picture good depends on its content:
   a photograph tolerates noise, a flat design needs composition, a textured one
   contrast). The style of an untagged image still applies: it is visible.
 
-Latent MOS ``mu = 2.5 + 5 (1 - w_style . u) + appeal_background``. Each image gets
+Latent MOS ``mu = 2.5 + 5 (1 - w . u) + appeal_background`` (``w`` the style's weights). Each image gets
 ``n ~ U{votes_min..votes_max}`` votes drawn from a discretised Gaussian on 1..10
 around ``mu`` (std ``vote_std``), so the MOS carries AVA-like sampling noise and the
 vote histogram is a real 10-bin distribution.
+
+Intent tags (``p_intent`` of images, default 0.3): the image was made for a "soft focus"
+or "film grain" theme (:data:`INTENTS`); tag 2 names the theme instead of the style, and
+the wanted degradation adds ``INTENT_BONUS`` per unit instead of costing its style weight.
+Intents are drawn after the scenes, so the pixels do not depend on them: only the tag
+tells wanted blur from accidental blur.
 
 Degradation sweep (:func:`build_sweep`, loader ``synthetic_degradation_sweep``): the
 stand-in for the paper's CFG experiment (Sugiura & Yamauchi, section 4.2). For each "prompt" (a background, whose
@@ -48,11 +54,19 @@ STYLE_WEIGHTS = {            # share of the quality lost per unit of each degrad
 }
 BACKGROUND_APPEAL = {"meadow": 0.3, "ocean": 0.4, "desert": 0.0, "night sky": 0.2,
                      "kitchen counter": -0.4, "studio": -0.2, "forest": 0.1, "snowfield": -0.1}
+#: Intent tags: the picture was made for a "soft focus" or "film grain" theme, so the
+#: degradation the theme names is wanted: each unit of it adds ``INTENT_BONUS`` of
+#: the quality scale instead of costing its style weight. Nothing in the pixels tells
+#: an intended blur from an accidental one; only the tag does.
+INTENTS = {"soft focus": 2, "film grain": 1}          # tag text -> index of the knob in u
+INTENT_BONUS = 0.3
 TAG_NAMES: dict[int, str] = {i + 1: b for i, b in enumerate(world.BACKGROUNDS)}
 TAG_NAMES.update({len(world.BACKGROUNDS) + 1 + i: world.STYLE_PHRASES[s]
                   for i, s in enumerate(world.STYLES)})
 BACKGROUND_TAG = {b: i + 1 for i, b in enumerate(world.BACKGROUNDS)}
 STYLE_TAG = {s: len(world.BACKGROUNDS) + 1 + i for i, s in enumerate(world.STYLES)}
+INTENT_TAG = {name: len(TAG_NAMES) + 1 + i for i, name in enumerate(INTENTS)}
+TAG_NAMES.update({tag: name for name, tag in INTENT_TAG.items()})
 
 
 def knobs(u: np.ndarray) -> dict[str, float]:
@@ -61,9 +75,14 @@ def knobs(u: np.ndarray) -> dict[str, float]:
             "blur": round(2.5 * float(u[2]), 4), "offcentre": round(0.8 * float(u[3]), 4)}
 
 
-def latent_mos(u: np.ndarray, styles, backgrounds) -> np.ndarray:
-    """``2.5 + 5 (1 - w_style . u) + appeal_background`` for ``u`` [N, 4]."""
+def latent_mos(u: np.ndarray, styles, backgrounds, intents=None) -> np.ndarray:
+    """``2.5 + 5 (1 - w . u) + appeal_background`` for ``u`` [N, 4], ``w`` the style's
+    weights, except that an image's intended knob (``intents``: an :data:`INTENTS`
+    name or None per image) weighs ``-INTENT_BONUS``."""
     w = np.array([STYLE_WEIGHTS[s] for s in styles])
+    for i, name in enumerate(intents if intents is not None else []):
+        if name is not None:
+            w[i, INTENTS[name]] = -INTENT_BONUS
     appeal = np.array([BACKGROUND_APPEAL[b] for b in backgrounds])
     return 2.5 + 5.0 * (1.0 - (w * np.asarray(u)).sum(axis=1)) + appeal
 
@@ -80,7 +99,7 @@ def draw_votes(rng: np.random.Generator, mu: np.ndarray, n_votes: np.ndarray,
 
 def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min: int = 60,
                   votes_max: int = 150, vote_std: float = 1.5, p_no_style_tag: float = 0.1,
-                  limit: int | None = None) -> AestheticsDataset:
+                  p_intent: float = 0.3, limit: int | None = None) -> AestheticsDataset:
     """The embedded quality set (module docstring). ``meta`` holds each image's
     scene, degradations ``u`` and latent MOS (for oracle backends and tests)."""
     if n_images < 10:
@@ -90,11 +109,18 @@ def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min:
     scenes = [world.sample_scene(rng, (1, 3), **knobs(u[i])) for i in range(n_images)]
     styles = [s.style for s in scenes]
     backgrounds = [s.background for s in scenes]
-    mu = latent_mos(u, styles, backgrounds)
+    names = list(INTENTS)
+    intent_draw = rng.random(n_images)
+    which = rng.integers(0, len(names), size=n_images)
+    intents = [names[which[i]] if intent_draw[i] < p_intent else None for i in range(n_images)]
+    mu = latent_mos(u, styles, backgrounds, intents)
     n_votes = rng.integers(votes_min, votes_max + 1, size=n_images)
     votes = draw_votes(rng, mu, n_votes, vote_std)
     style_tag = np.array([STYLE_TAG[s] for s in styles])
     style_tag[rng.random(n_images) < p_no_style_tag] = 0
+    for i, name in enumerate(intents):
+        if name is not None:
+            style_tag[i] = INTENT_TAG[name]
     tags = np.stack([np.array([BACKGROUND_TAG[b] for b in backgrounds]), style_tag], axis=1)
     keep, limited = limit_items(tags[:, 0], limit, seed, MIN_PER_TAG)
     report = DataReport()
@@ -108,9 +134,11 @@ def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min:
         split=np.full(len(keep), "", dtype=object), report=report,
         meta={"generator": f"world v{world.GENERATOR_VERSION}", "scenes": [scenes[i] for i in keep],
               "degradation": u[keep].tolist(), "latent": mu[keep].tolist(),
+              "intent": [intents[i] for i in keep],
               "style_weights": {k: list(v) for k, v in STYLE_WEIGHTS.items()},
               "background_appeal": dict(BACKGROUND_APPEAL),
-              "per_item": ["scenes", "degradation", "latent"],
+              "intent_bonus": INTENT_BONUS,
+              "per_item": ["scenes", "degradation", "latent", "intent"],
               **({"limit": limited} if limited else {})})
 
 
@@ -159,7 +187,7 @@ def _typed(options: dict[str, Any], allowed: dict[str, str], where: str) -> dict
 def load_quality(options: dict[str, Any], ctx) -> AestheticsDataset:
     """Loader ``synthetic_aesthetics``."""
     opts = _typed(options, SYNTHETIC_QUALITY_OPTIONS, f"{ctx.task_file}: dataset.options")
-    return build_quality(limit=ctx.limit, **{k: (float(v) if k in ("vote_std", "p_no_style_tag")
+    return build_quality(limit=ctx.limit, **{k: (float(v) if k in ("vote_std", "p_no_style_tag", "p_intent")
                                                  else int(v)) for k, v in opts.items()})
 
 
