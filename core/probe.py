@@ -184,14 +184,19 @@ def train_probe(model: nn.Module, n_train: int,
     with small_model_threads(device, n_params):
         result = _train_loop(model, n_train, batch_loss, val_score, config, device)
     if full_key is not None:
-        state = _state_arrays(result.model)
-        if state is not None:
-            memo.store.put(full_key, {**{f"state/{k}": v for k, v in state.items()},
-                                      "best_epoch": np.int64(result.best_epoch),
-                                      "best_val": np.float64(result.best_val),
-                                      "history": np.asarray(result.history, dtype=np.float64),
-                                      **_rng_states(device)})
+        _remember(memo, full_key, result, device)
     return result
+
+
+def _remember(memo: ProbeMemo, full_key: str, result: ProbeResult, device: str) -> None:
+    """Store a trained probe: its state, selection, history and the RNG state left."""
+    state = _state_arrays(result.model)
+    if state is not None:
+        memo.store.put(full_key, {**{f"state/{k}": v for k, v in state.items()},
+                                  "best_epoch": np.int64(result.best_epoch),
+                                  "best_val": np.float64(result.best_val),
+                                  "history": np.asarray(result.history, dtype=np.float64),
+                                  **_rng_states(device)})
 
 
 #: Small training sets must still get a real fit: every epoch has at least
@@ -208,18 +213,45 @@ def effective_batch_size(n_train: int, batch_size: int) -> int:
     return max(1, min(int(batch_size), max(MIN_BATCH, math.ceil(n_train / MIN_STEPS_PER_EPOCH))))
 
 
+class _BestState:
+    """Early-stopping bookkeeping of one run: :meth:`update` after each epoch says
+    whether this epoch's state is the one to keep (the best validation score; on a
+    tie the later, more trained state); :meth:`done` whether to stop (``patience``
+    epochs without a strict improvement, but not before ``min_epochs``)."""
+
+    def __init__(self, patience: int, min_epochs: int):
+        self.patience, self.min_epochs = patience, min_epochs
+        self.best_val, self.best_epoch, self.since = -float("inf"), -1, 0
+        self.history: list[float] = []
+
+    def update(self, epoch: int, score: float) -> bool:
+        self.history.append(score)
+        keep = score >= self.best_val - 1e-9
+        if keep:
+            if score > self.best_val + 1e-9:
+                self.since = -1
+            self.best_val, self.best_epoch = max(self.best_val, score), epoch
+        self.since += 1
+        return keep
+
+    def done(self, epoch: int) -> bool:
+        return self.since >= self.patience and epoch + 1 >= self.min_epochs
+
+
+def _schedule(n_train: int, config: ProbeConfig) -> tuple[int, int]:
+    """(batch size, fewest epochs) of a fit (:data:`MIN_STEPS`)."""
+    batch = effective_batch_size(n_train, config.batch_size)
+    return batch, math.ceil(MIN_STEPS / max(1, math.ceil(n_train / batch)))
+
+
 def _train_loop(model, n_train, batch_loss, val_score, config, device) -> ProbeResult:
-    """AdamW over shuffled batches; after each epoch the validation score. The best
-    state is kept (on a tie the later, more trained one); training stops after
-    ``patience`` epochs without a strict improvement, but not before
-    :data:`MIN_STEPS` optimiser steps (nor after ``epochs`` epochs)."""
+    """AdamW over shuffled batches; after each epoch the validation score; the state
+    :class:`_BestState` picks is returned."""
     gen = torch.Generator().manual_seed(config.seed)
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batch = effective_batch_size(n_train, config.batch_size)
-    min_epochs = math.ceil(MIN_STEPS / max(1, math.ceil(n_train / batch)))
-    best_state, best_val, best_epoch, since = None, -float("inf"), -1, 0
-    history: list[float] = []
+    batch, min_epochs = _schedule(n_train, config)
+    best, best_state = _BestState(config.patience, min_epochs), None
     for epoch in range(config.epochs):
         model.train()
         order = torch.randperm(n_train, generator=gen)
@@ -231,20 +263,117 @@ def _train_loop(model, n_train, batch_loss, val_score, config, device) -> ProbeR
             opt.step()
         model.eval()
         with torch.no_grad():
-            score = float(val_score(model))
-        history.append(score)
-        if score >= best_val - 1e-9:
-            if score > best_val + 1e-9:
-                since = -1
-            best_val, best_epoch = max(best_val, score), epoch
-            best_state = copy.deepcopy(model.state_dict())
-        since += 1
-        if since >= config.patience and epoch + 1 >= min_epochs:
+            if best.update(epoch, float(val_score(model))):
+                best_state = copy.deepcopy(model.state_dict())
+        if best.done(epoch):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return ProbeResult(model, best_epoch, best_val, history)
+    return ProbeResult(model, best.best_epoch, best.best_val, best.history)
+
+
+@dataclass
+class StackedRun:
+    """One run of :func:`train_probe_stack`: its best state (the stack's parameters
+    at its row), best epoch, best validation score and validation history."""
+
+    state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_val: float
+    history: list[float]
+
+
+def train_probe_stack(stack: nn.Module, n_train: int,
+                      batch_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                      val_scores: Callable[[nn.Module], torch.Tensor],
+                      configs: Sequence[ProbeConfig], device: str = "cpu") -> list[StackedRun]:
+    """Train R independent probes in one loop, R = ``len(configs)``: every parameter of
+    ``stack`` has a leading run axis of length R (row r = run r), ``batch_loss(stack,
+    idx)`` takes index batches ``[R, B]`` and returns the R losses, ``val_scores``
+    the R validation scores.
+
+    Run r gets what :func:`train_probe` would give it with ``configs[r]``: its own
+    shuffling generator (``configs[r].seed``), its own early stopping, and AdamW,
+    which is element-wise, so the summed loss updates each row as that run alone
+    would. A run that has stopped keeps stepping with the others until all stop; its
+    kept state is the one of its best epoch. R small fits thus cost one fit's Python
+    and dispatch overhead, which is what small fits spend their time on. The configs
+    must agree on everything but the seed."""
+    if not configs:
+        raise ValueError("train_probe_stack: no runs")
+    shared = {**asdict(configs[0]), "seed": None}
+    if any({**asdict(c), "seed": None} != shared for c in configs):
+        raise ValueError("train_probe_stack: the runs' configs may differ in the seed only")
+    config, runs = configs[0], len(configs)
+    gens = [torch.Generator().manual_seed(c.seed) for c in configs]
+    stack = stack.to(device)
+    opt = torch.optim.AdamW(stack.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batch, min_epochs = _schedule(n_train, config)
+    best = [_BestState(config.patience, min_epochs) for _ in range(runs)]
+    states: list[dict[str, torch.Tensor]] = [{} for _ in range(runs)]
+    active = list(range(runs))
+    n_params = sum(p.numel() for p in stack.parameters())
+    with small_model_threads(device, n_params):
+        for epoch in range(config.epochs):
+            stack.train()
+            order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+            for start in range(0, n_train, batch):
+                loss = batch_loss(stack, order[:, start:start + batch].to(device)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            stack.eval()
+            with torch.no_grad():
+                scores = val_scores(stack).tolist()
+                for r in active:
+                    if best[r].update(epoch, float(scores[r])):
+                        states[r] = {k: v[r].detach().clone() for k, v in stack.state_dict().items()}
+            active = [r for r in active if not best[r].done(epoch)]
+            if not active:
+                break
+    return [StackedRun(states[r], b.best_epoch, b.best_val, b.history) for r, b in enumerate(best)]
+
+
+def train_probe_runs(models: Sequence[nn.Module], n_train: int,
+                     stack: Callable[[list[int]], nn.Module],
+                     batch_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                     val_scores: Callable[[nn.Module], torch.Tensor],
+                     configs: Sequence[ProbeConfig], device: str = "cpu",
+                     memo: ProbeMemo | None = None,
+                     keys: Sequence[Any] | None = None) -> list[ProbeResult]:
+    """R runs of one probe, trained together by :func:`train_probe_stack` and
+    memoised one by one as :func:`train_probe` memoises one.
+
+    ``models[r]``: run r's model as the run starts (initialised under its seed; its
+    initial state is part of its memo key). ``stack(runs)``: the stacked module of
+    those runs (state-dict keys of a single model, each with a leading run axis),
+    carrying whatever per-run constants ``batch_loss`` reads. ``keys[r]``: as
+    train_probe's ``key``, everything run r's loss and validation read (its per-run
+    constants included). Runs found in the memo are restored; the others are trained
+    in one stack. Returns one result per run, its model being ``models[r]`` with the
+    trained state."""
+    if memo is not None and (keys is None or len(keys) != len(models)):
+        raise ValueError("train_probe_runs: a memo needs one key of the training inputs per run")
+    keys = [_memo_key(memo, k, m, n_train, c, device) if memo is not None else None
+            for k, m, c in zip(keys or [None] * len(models), models, configs)]
+    results: list[ProbeResult | None] = [None] * len(models)
+    for r, full_key in enumerate(keys):
+        entry = memo.store.get(full_key) if full_key is not None else None
+        if entry is not None:
+            results[r] = _restore(models[r], entry, device)
+    todo = [r for r, res in enumerate(results) if res is None]
+    if todo:
+        trained = train_probe_stack(stack(todo), n_train, batch_loss, val_scores,
+                                    [configs[r] for r in todo], device)
+        for r, run in zip(todo, trained):
+            model = models[r].to(device)
+            model.load_state_dict(run.state)
+            model.eval()
+            results[r] = ProbeResult(model, run.best_epoch, run.best_val, run.history)
+            if keys[r] is not None:
+                _remember(memo, keys[r], results[r], device)
+    return [res for res in results if res is not None]
 
 
 def select_on_validation(candidates: Sequence[dict], fit: Callable[[dict], ProbeResult]

@@ -22,14 +22,20 @@ from ctxbench_plugins.random_backend import RandomBackend
 
 @pytest.fixture
 def trainings(monkeypatch):
-    """Counts real training loops (a memo hit runs none)."""
+    """Counts the probes really trained, one per plain training loop and one per run
+    of a stacked loop (a memo hit trains none)."""
     calls = []
-    real = probe._train_loop
+    real_loop, real_stack = probe._train_loop, probe.train_probe_stack
 
     def counting(*args, **kwargs):
         calls.append(1)
-        return real(*args, **kwargs)
+        return real_loop(*args, **kwargs)
+
+    def counting_stack(stack, n_train, batch_loss, val_scores, configs, *args, **kwargs):
+        calls.extend([1] * len(configs))
+        return real_stack(stack, n_train, batch_loss, val_scores, configs, *args, **kwargs)
     monkeypatch.setattr(probe, "_train_loop", counting)
+    monkeypatch.setattr(probe, "train_probe_stack", counting_stack)
     return calls
 
 

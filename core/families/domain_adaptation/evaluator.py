@@ -13,7 +13,8 @@ Every protocol is scored on the *target test* split (protocol.py lists the optio
     same order, same seeds) with both adaptation weights at 0, so that target items
     carry no loss and only source labels train it. It is trained once per pair (its
     batches depend on the target's captioned items), and adapt - source_only
-    measures the adaptation terms alone (model.train_head).
+    measures the adaptation terms alone (model.train_heads). All runs of a pair
+    (both protocols, every training seed) train side by side in one stack.
 ``adapt`` (text-guided adaptation in the spirit of TRUST)
     1. pseudo-labels: each target *train* image's caption (or, lacking one, its
        tags) is embedded by the backend's text encoder, u_j, and scored against the
@@ -55,7 +56,7 @@ from torch.nn import functional as F
 
 from ...probe import probe_memo, train_probe
 from ..contract import EvalRequest, FamilyOutput
-from .model import MEMO_VERSION, TrainData, holdout_val, predict, probe_config, train_head
+from .model import MEMO_VERSION, TrainData, holdout_val, predict, probe_config, train_heads
 from .protocol import check_protocol, ordered_protocols, resolve_pairs
 from .scoring import domain_seed, headline, score
 from .text import certainty, class_prompt_embeddings, fit_temperature
@@ -165,7 +166,7 @@ def evaluate(req: EvalRequest) -> FamilyOutput:
 def _train_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, prompts, p, seed, k,
                 protocols, preds) -> dict[str, Any]:
     """Train the pair's heads, ``training_seeds`` times each: adapt, and its control
-    source_only (the same run with both adaptation weights at 0, model.train_head).
+    source_only (the same run with both adaptation weights at 0, model.train_heads).
     Writes their test predictions on both domains into ``preds``; returns the
     pair's details."""
     tidx, u = emb.captions(t, "train")
@@ -183,12 +184,11 @@ def _train_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, promp
     lambdas = {"so": (0.0, 0.0), "ad": (float(p["lambda_pseudo"]), float(p["lambda_contrastive"]))}
     wanted = (["so"] if "source_only" in protocols else []) + (["ad"] if run_adapt else [])
     memo = probe_memo(req, "domain_adaptation", MEMO_VERSION)
-    for r in range(int(p["training_seeds"])):
-        for kind in wanted:
-            model, res = train_head(data, k, p, training_seed(seed, r), req.device,
-                                    lambda_pseudo=lambdas[kind][0], lambda_contrastive=lambdas[kind][1],
-                                    memo=memo)
-            runs[kind].append((model, res))
+    plan = [(kind, training_seed(seed, r)) for r in range(int(p["training_seeds"])) for kind in wanted]
+    trained = train_heads(data, k, p, [s for _, s in plan], [lambdas[kind] for kind, _ in plan],
+                          req.device, memo=memo) if plan else []
+    for (kind, _), run in zip(plan, trained):
+        runs[kind].append(run)
     test_x = {d: emb.images(d, "test") for d in (s, t)}
     for kind in wanted:
         for d in (s, t):

@@ -30,17 +30,17 @@ The epoch (early stopping) is chosen on the source validation split's top-1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...probe import ProbeConfig, ProbeMemo, train_probe
+from ...probe import ProbeConfig, ProbeMemo, train_probe_runs
 
 #: Bump when the head, its losses or the data it trains on change: stored heads miss.
-MEMO_VERSION = 1
+MEMO_VERSION = 2
 
 
 class AdaptHead(nn.Module):
@@ -63,21 +63,60 @@ class AdaptHead(nn.Module):
 
 
 def soft_contrastive_loss(z: torch.Tensor, u: torch.Tensor, weights: torch.Tensor,
-                          tau: float) -> torch.Tensor:
+                          members: torch.Tensor, tau: float) -> torch.Tensor:
     """Certainty-weighted cross-modal soft-contrastive loss (module docstring; after
-    TRUST's supcontrast.py). ``z`` [n, Dt] image projections, ``u`` [n, Dt] caption
-    embeddings (both L2-normalised), ``weights`` [n] certainties."""
-    n = z.shape[0]
-    if n < 2:
-        return z.sum() * 0.0
+    TRUST's supcontrast.py) of R batches at once: ``z`` [R, B, Dt] image projections,
+    ``u`` [R, B, Dt] caption embeddings (both L2-normalised), ``weights`` [R, B]
+    certainties, ``members`` [R, B] the items that take part (the batch's target
+    items; the others are neither anchors nor candidates). Returns [R]:
+    ``sum_j w_j l_j / n`` over the n members of each batch, 0 where n < 2."""
+    pair = members[:, :, None] & members[:, None, :]
     with torch.no_grad():
-        sim = (u @ u.T).clamp(0.0, 1.0)
-        pos = sim / sim.sum(1, keepdim=True).clamp_min(1e-12)
-        log_neg_w = torch.log((1.0 - sim).clamp_min(1e-6))
-    logits = z @ u.T / tau
-    log_den = torch.logsumexp(logits + log_neg_w, dim=1, keepdim=True)
-    per_anchor = -(pos * (logits - log_den)).sum(1)
-    return (weights * per_anchor).sum() / n
+        sim = (u @ u.transpose(1, 2)).clamp(0.0, 1.0) * pair
+        pos = sim / sim.sum(2, keepdim=True).clamp_min(1e-12)
+        log_neg_w = torch.log((1.0 - sim).clamp_min(1e-6)).masked_fill(~pair, -float("inf"))
+        log_neg_w = log_neg_w.masked_fill(~members[:, :, None], 0.0)   # non-anchors: weight 0 below
+    logits = z @ u.transpose(1, 2) / tau
+    log_den = torch.logsumexp(logits + log_neg_w, dim=2, keepdim=True)
+    per_anchor = -(pos * (logits - log_den)).sum(2)
+    n = members.sum(1)
+    loss = (weights * members * per_anchor).sum(1) / n.clamp_min(1)
+    return torch.where(n >= 2, loss, loss * 0.0)
+
+
+class _Rows(nn.Module):
+    """The weights (and biases) of R linear layers, row r = layer r: x [R, B, in] -> [R, B, out]."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        bias = [layer.bias for layer in layers]
+        self.bias = nn.Parameter(torch.stack([b.detach() for b in bias])) if bias[0] is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.weight.transpose(1, 2)
+        return y if self.bias is None else y + self.bias[:, None, :]
+
+
+class StackedAdaptHeads(nn.Module):
+    """R :class:`AdaptHead` side by side for :func:`ctxbench.probe.train_probe_stack`:
+    the same state-dict keys with a leading run axis, and each run's two adaptation
+    weights (non-persistent buffers, so that a row loads into an AdaptHead)."""
+
+    def __init__(self, heads: list[AdaptHead], lambdas: list[tuple[float, float]]):
+        super().__init__()
+        self.adapter = _Rows([h.adapter for h in heads])
+        self.classifier = _Rows([h.classifier for h in heads])
+        self.projector = _Rows([h.projector for h in heads])
+        weights = torch.tensor(lambdas, dtype=torch.float32).reshape(len(heads), 2)
+        self.register_buffer("lambda_pseudo", weights[:, 0].clone(), persistent=False)
+        self.register_buffer("lambda_contrastive", weights[:, 1].clone(), persistent=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.adapter(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
 
 @dataclass
@@ -100,55 +139,82 @@ class TrainData:
         return 0 if self.xt is None else len(self.xt)
 
 
-def train_head(data: TrainData, n_classes: int, p: dict, seed: int, device: str, *,
-               lambda_pseudo: float, lambda_contrastive: float,
-               memo: ProbeMemo | None = None) -> tuple[AdaptHead, Any]:
-    """Train the head on ``data``; epoch chosen on source val.
+def train_heads(data: TrainData, n_classes: int, p: dict, seeds: list[int],
+                lambdas: list[tuple[float, float]], device: str,
+                memo: ProbeMemo | None = None) -> list[tuple[AdaptHead, Any]]:
+    """Train one head per run r, under ``seeds[r]`` with adaptation weights
+    ``lambdas[r] = (lambda_pseudo, lambda_contrastive)``, all runs in one stack
+    (:func:`ctxbench.probe.train_probe_runs`); epoch chosen on source val per run.
 
-    ``source_only`` is this very run with ``lambda_pseudo = lambda_contrastive = 0``:
-    the same model (same initialisation, same caption-space projector), the same
-    index space of Ns + Nt items, hence the same batches in the same order for the
-    same seed; the target items of a batch then carry no loss. So with both weights
-    at 0 the adapt run *is* the source_only run, and their difference measures the
-    adaptation terms, not training-run variance.
+    ``source_only`` is the run with both weights at 0: the same model (same
+    initialisation under the same seed, the same caption-space projector), the same
+    index space of Ns + Nt items, hence the same batches in the same order; the
+    target items of a batch then carry no loss. So with both weights at 0 the adapt
+    run *is* the source_only run, and their difference measures the adaptation terms,
+    not training-run variance.
 
-    ``memo``: a trained head is restored from it when every input below matches."""
-    if (lambda_pseudo or lambda_contrastive) and (data.yt is None or data.ct is None):
-        raise ValueError("train_head: adaptation weights > 0 need pseudo-labels and certainties")
-    torch.manual_seed(seed)
+    ``memo``: a trained head is restored from it when every input of its run matches."""
+    if any(lp or lc for lp, lc in lambdas) and (data.yt is None or data.ct is None):
+        raise ValueError("train_heads: adaptation weights > 0 need pseudo-labels and certainties")
     text_dim = data.ut.shape[1] if data.ut is not None else 1
-    model = AdaptHead(data.xs.shape[1], n_classes, text_dim)
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(AdaptHead(data.xs.shape[1], n_classes, text_dim))
     ns, nt = len(data.ys), data.n_target
-    lam_pl, lam_con = float(lambda_pseudo), float(lambda_contrastive)
+    batch_loss = stacked_loss(data, p, [lp for lp, _ in lambdas], [lc for _, lc in lambdas], device)
+    xv, yv = data.xv.to(device), data.yv.to(device)
+
+    def val_scores(m: StackedAdaptHeads) -> torch.Tensor:
+        logits = m(xv.expand(len(m.lambda_pseudo), -1, -1))
+        return (logits.argmax(2) == yv).float().mean(1)
+
+    def stack(runs: list[int]) -> StackedAdaptHeads:
+        return StackedAdaptHeads([models[r] for r in runs], [lambdas[r] for r in runs])
+
+    inputs = ("train_heads", data.xs, data.ys, data.xv, data.yv, data.xt, data.yt, data.ct, data.ut,
+              int(n_classes), float(p["contrastive_temperature"]))
+    keys = [(inputs, float(lp), float(lc)) for lp, lc in lambdas]
+    results = train_probe_runs(models, ns + nt, stack, batch_loss, val_scores,
+                               [probe_config(p, seed) for seed in seeds], device, memo=memo, keys=keys)
+    return [(res.model.cpu(), res) for res in results]
+
+
+def stacked_loss(data: TrainData, p: dict, lambda_pseudo: list[float], lambda_contrastive: list[float],
+                 device: str = "cpu") -> Callable[[StackedAdaptHeads, torch.Tensor], torch.Tensor]:
+    """``loss(stack, idx)`` -> [R]: the module docstring's L for each run's batch
+    ``idx[r]`` (indices into source train followed by the captioned target items),
+    with masks where a one-run loss would select items: the source CE is the mean
+    over the batch's source items (0 without any), the pseudo-label term the mean
+    over its target items, the contrastive term over its target items alone.
+    ``lambda_*`` say which terms any run uses (the per-run weights are the stack's)."""
+    ns, nt = len(data.ys), data.n_target
+    text_dim = data.ut.shape[1] if data.ut is not None else 1
     tau_c = float(p["contrastive_temperature"])
-    dev = lambda t: None if t is None else t.to(device)  # noqa: E731
-    xs, ys, xv, yv = dev(data.xs), dev(data.ys), dev(data.xv), dev(data.yv)
-    xt, yt, ct, ut = dev(data.xt), dev(data.yt), dev(data.ct), dev(data.ut)
+    use_pseudo, use_contrastive = any(lambda_pseudo), any(lambda_contrastive) and data.ut is not None
+    x = torch.cat([data.xs] + ([data.xt] if nt else [])).to(device)
+    no_label = torch.zeros(nt, dtype=torch.long)
+    y = torch.cat([data.ys] + ([data.yt if data.yt is not None else no_label] if nt else [])).to(device)
+    c = torch.cat([torch.zeros(ns)] + ([data.ct.float() if data.ct is not None else torch.zeros(nt)]
+                                       if nt else [])).to(device)
+    u = torch.cat([torch.zeros(ns, text_dim), data.ut.float()]).to(device) if use_contrastive else None
 
-    def batch_loss(m: AdaptHead, idx: torch.Tensor) -> torch.Tensor:
-        src = idx[idx < ns]
-        tgt = idx[idx >= ns] - ns
-        # a batch without source items: a zero loss still tied to the model
-        loss = F.cross_entropy(m(xs[src]), ys[src]) if len(src) else m.classifier.bias.sum() * 0.0
-        if len(tgt) and (lam_pl or lam_con):
-            h = m.features(xt[tgt])
-            w = ct[tgt]
-            if lam_pl:
-                ce = F.cross_entropy(m.classifier(h), yt[tgt], reduction="none")
-                loss = loss + lam_pl * (w * ce).mean()
-            if lam_con:
-                z = F.normalize(m.projector(h), dim=-1)
-                loss = loss + lam_con * soft_contrastive_loss(z, ut[tgt], w, tau_c)
-        return loss
+    def loss(m: StackedAdaptHeads, idx: torch.Tensor) -> torch.Tensor:
+        src = idx < ns
+        h = m.features(x[idx])
+        ce = F.cross_entropy(m.classifier(h).flatten(0, 1), y[idx].flatten(),
+                             reduction="none").view(idx.shape)
+        total = (ce * src).sum(1) / src.sum(1).clamp_min(1)
+        tgt = ~src
+        w = c[idx] * tgt
+        if use_pseudo:
+            total = total + m.lambda_pseudo * (w * ce).sum(1) / tgt.sum(1).clamp_min(1)
+        if use_contrastive:
+            z = F.normalize(m.projector(h), dim=-1)
+            total = total + m.lambda_contrastive * soft_contrastive_loss(z, u[idx], w, tgt, tau_c)
+        return total
 
-    def val_score(m: AdaptHead) -> float:
-        return float((m(xv).argmax(1) == yv).float().mean())
-
-    key = ("train_head", data.xs, data.ys, data.xv, data.yv, data.xt, data.yt, data.ct, data.ut,
-           int(n_classes), lam_pl, lam_con, tau_c)
-    result = train_probe(model, ns + nt, batch_loss, val_score, probe_config(p, seed), device,
-                         memo=memo, key=key)
-    return result.model.cpu(), result
+    return loss
 
 
 def probe_config(p: dict, seed: int) -> ProbeConfig:

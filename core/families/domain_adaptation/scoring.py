@@ -17,7 +17,7 @@ the mean over those training runs:
 ``drop``          source_top1 - top1.
 
 For ``adapt`` against its control ``source_only`` (the same training run with the
-adaptation weights at 0, see model.train_head): ``gain`` = adapt top1 -
+adaptation weights at 0, see model.train_heads): ``gain`` = adapt top1 -
 source_only top1, 95% CI and p-value over test items (paired bootstrap);
 ``gain_seeds`` the same mean with a 95% t-interval and a one-sample t-test over the
 per-seed gains (the training noise; n = training_seeds); ``gain_significant`` +1 /
@@ -213,7 +213,7 @@ def _matrices(pairs, protocols, boot: dict[tuple, Scored]) -> dict[str, list[dic
     """Source x target tables per protocol and metric. Off the diagonal: the pair's
     target accuracy. On it, the in-domain accuracy: zero_shot on that domain;
     source_only the source accuracy of the control model of that source's first pair
-    (each pair has its own, see model.train_head; the plot shows the same); adapt none."""
+    (each pair has its own, see model.train_heads; the plot shows the same); adapt none."""
     sources = list(dict.fromkeys(s for s, _ in pairs))
     targets = list(dict.fromkeys(t for _, t in pairs))
     cols = list(dict.fromkeys(sources + targets))

@@ -244,8 +244,25 @@ def test_soft_contrastive_loss_matches_a_loop_reference():
         den = sum(max(1e-6, 1 - sim[k]) * np.exp(float(z[i] @ u[k]) / tau) for k in range(5))
         li = -sum(sim[j] / sum(sim) * (float(z[i] @ u[j]) / tau - np.log(den)) for j in range(5))
         total += float(w[i]) * li
-    got = soft_contrastive_loss(z, u, w, tau)
-    assert float(got) == pytest.approx(total / 5, rel=1e-4)
+    got = soft_contrastive_loss(z[None], u[None], w[None], torch.ones(1, 5, dtype=torch.bool), tau)
+    assert got.shape == (1,) and float(got[0]) == pytest.approx(total / 5, rel=1e-4)
+
+
+def test_soft_contrastive_loss_of_members_is_the_loss_of_the_members_alone():
+    """A batch's non-members (its source items) are neither anchors nor candidates:
+    run r's loss equals the loss of its members on their own; fewer than 2 give 0."""
+    torch.manual_seed(1)
+    z = torch.nn.functional.normalize(torch.randn(3, 6, 4), dim=-1)
+    u = torch.nn.functional.normalize(torch.randn(3, 6, 4), dim=-1)
+    w = torch.rand(3, 6)
+    members = torch.tensor([[1, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1], [0, 0, 1, 0, 0, 0]], dtype=torch.bool)
+    got = soft_contrastive_loss(z, u, w, members, 0.1)
+    for r in range(2):
+        m = members[r]
+        alone = soft_contrastive_loss(z[r, m][None], u[r, m][None], w[r, m][None],
+                                      torch.ones(1, int(m.sum()), dtype=torch.bool), 0.1)
+        assert float(got[r]) == pytest.approx(float(alone[0]), rel=1e-5)
+    assert float(got[2]) == 0.0
 
 
 def test_holdout_val_is_per_class_disjoint_and_seeded():
