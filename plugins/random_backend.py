@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # numpy, torch and PIL load on first encode: `ctxbench list` 
     import torch
     from PIL import Image
 
-PLUGIN_VERSION = "1"
+PLUGIN_VERSION = "2"
 ARGS = (BackendArg("dim", int, 64, "embedding dimension"),
         BackendArg("seed", int, 0, "seed of the pseudo-random vectors"))
 
@@ -32,16 +32,19 @@ class RandomBackend:
         return f"random:v{PLUGIN_VERSION}:dim={self.dim}:seed={self.seed}"
 
     def _vectors(self, keys: list[str]) -> torch.Tensor:
+        """Unit vectors: per key ``dim`` standard normals by Box-Muller from the
+        SHAKE-256 stream of (seed, key), normalised; vectorised over the keys."""
         import numpy as np
         import torch
 
-        out = np.empty((len(keys), self.dim), dtype=np.float32)
-        for i, key in enumerate(keys):
-            digest = hashlib.sha256(f"{self.seed}\0{key}".encode()).digest()
-            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-            v = rng.standard_normal(self.dim)
-            out[i] = v / np.linalg.norm(v)
-        return torch.from_numpy(out)
+        stream = b"".join(hashlib.shake_256(f"{self.seed}\0{key}".encode()).digest(8 * self.dim)
+                          for key in keys)
+        bits = np.frombuffer(stream, dtype="<u4").reshape(len(keys), 2, self.dim).astype(np.float64)
+        u1 = (bits[:, 0] + 1.0) / 2.0 ** 32          # (0, 1]: log is finite
+        u2 = bits[:, 1] / 2.0 ** 32
+        v = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return torch.from_numpy(v.astype(np.float32))
 
     def encode_images(self, images: Sequence[Image.Image], contexts: Sequence[str | None]) -> torch.Tensor:
         from ctxbench.inputs import context_key, pil_key
