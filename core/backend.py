@@ -107,7 +107,9 @@ class BackendSpec:
     default, help): the CLI refuses unknown names and wrong types before loading
     anything, and ``ctxbench list backends --details NAME`` shows them. A spec
     that declares none (``args=()``, older or third-party plugins) is not
-    checked; the conformance kit says so.
+    checked; the conformance kit says so. ``embedded_families`` keeps a default
+    backend to the families it is there to show (toy_ctx: where a context is an
+    input; on the other tasks it is toy_clip's towers, run once already).
     """
 
     name: str
@@ -117,6 +119,9 @@ class BackendSpec:
     default_args: dict[str, Any] = field(default_factory=dict)
     embedded_default: bool = False  # run by `ctxbench run` when no --backend is given
     args: tuple[BackendArg, ...] = ()
+    #: with ``embedded_default``: the families whose tasks the default run gives this
+    #: backend (empty: every family); ``--backend NAME`` runs it on any task
+    embedded_families: tuple[str, ...] = ()
 
 
 def check_backend_args(spec: BackendSpec, args: Mapping[str, Any]) -> dict[str, Any]:

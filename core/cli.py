@@ -129,6 +129,9 @@ def cmd_run(args) -> int:
             lookup_backend(host, n)  # unknown name -> error with suggestions
     else:
         names = [n for n in host.backends.names() if host.backends.get(n).embedded_default]
+    families_of = {} if args.backend else {
+        n: tuple(host.backends.get(n).embedded_families) for n in names
+        if host.backends.get(n).embedded_families}
     backend_args = _parse_backend_args(args.backend_arg, names, host)
     name = args.name or ("embedded" if not args.backend else "run")
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(name)
@@ -142,10 +145,14 @@ def cmd_run(args) -> int:
                          cell_timeout=args.cell_timeout,
                          progress_delay=_env_seconds("CTXBENCH_PROGRESS_DELAY", PROGRESS_DELAY),
                          progress_interval=_env_seconds("CTXBENCH_PROGRESS_INTERVAL",
-                                                        PROGRESS_INTERVAL))
+                                                        PROGRESS_INTERVAL),
+                         families_of=families_of)
     backends = [(n, backend_args[n]) for n in names]
     print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
           f"results -> {output_dir}", file=sys.stderr)
+    for n, families in families_of.items():
+        print(f"[ctxbench] {n}: embedded default on {', '.join(families)} only "
+              f"(--backend {n} runs it on every task)", file=sys.stderr)
     t0 = time.perf_counter()
     results, options = run_cells(host, tasks, backends, options, launch_config(args))
     write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)

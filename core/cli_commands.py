@@ -61,7 +61,7 @@ def cmd_list(args) -> int:
         origin = host.backends.origin(spec.name)
         print(describe_backend(spec, origin, host.provenance.get(origin, "?")))
     elif what == "backends":
-        rows = [[n, host.backends.origin(n), "yes" if host.backends.get(n).embedded_default else "",
+        rows = [[n, host.backends.origin(n), _default_scope(host.backends.get(n)),
                  _short(host.backends.get(n).description)] for n in host.backends.names()]
         print(tabulate(rows, ["backend", "plugin", "default", "description"], tablefmt="simple"))
         print("\nctxbench list backends --details NAME: a backend's description and arguments")
@@ -80,6 +80,13 @@ def cmd_list(args) -> int:
     for f in host.failures:
         print(f"FAILED plugin {f.plugin} ({f.source}): {f.error}")
     return 0
+
+
+def _default_scope(spec) -> str:
+    """The listing's ``default`` column: yes, the families it is limited to, or empty."""
+    if not spec.embedded_default:
+        return ""
+    return ", ".join(spec.embedded_families) if spec.embedded_families else "yes"
 
 
 def _short(text: str, width: int = 90) -> str:

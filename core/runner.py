@@ -81,6 +81,8 @@ class RunOptions:
     progress_delay: float = PROGRESS_DELAY        # seconds before a cell shows progress
     progress_interval: float = PROGRESS_INTERVAL  # seconds between lines when not a terminal
     progress_stream: Any = None       # where progress goes (None: sys.stderr)
+    families_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # backend -> the only
+    #                                   families it runs (the embedded default's scope); absent: all
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -96,8 +98,11 @@ class Runner:
 
     # -- cells -----------------------------------------------------------------
     def cells(self, tasks: list[TaskConfig], backends: list[tuple[str, dict]]) -> list[Cell]:
+        """Every backend x task cell, less those ``families_of`` leaves out."""
+        scope = self.opt.families_of
         return [Cell.make(b, args, t, self.opt.seed, self.opt.limit)
-                for b, args in backends for t in tasks]
+                for b, args in backends for t in tasks
+                if b not in scope or t.family in scope[b]]
 
     def _existing(self, cell: Cell, task: TaskConfig) -> CellResult | None:
         """The valid result of ``cell`` if one exists (status ok, same dataset revision)."""

@@ -84,6 +84,36 @@ def test_missing_data_is_skipped_with_instructions(tmp_path):
         assert result.status == "skipped" and "LSMDC" in result.error["message"]
 
 
+def test_default_backends_run_only_the_families_they_declare(tmp_path):
+    """A default backend with ``embedded_families`` (toy_ctx) gets only those tasks in
+    the default run; named with --backend it runs on any task."""
+    from ctxbench.plugin_host import load_plugins
+    host = load_plugins()
+    scoped = {n: host.backends.get(n).embedded_families for n in host.backends.names()
+              if host.backends.get(n).embedded_default and host.backends.get(n).embedded_families}
+    assert scoped.get("toy_ctx") == ("context_retrieval", "metadata_sentiment")
+    proc = run_cli(["run", "--task", "context_retrieval_lsmdc,epic100_mir", "--output-dir",
+                    str(tmp_path / "a"), "--no-cache", "--no-progress"])
+    assert proc.returncode == 0, proc.stderr
+    assert "toy_ctx: embedded default on context_retrieval, metadata_sentiment only" in proc.stderr
+    cells = {(r.task, r.backend) for r in latest_results(tmp_path / "a")[0]}
+    assert ("context_retrieval_lsmdc", "toy_ctx") in cells and ("epic100_mir", "toy_ctx") not in cells
+    assert ("epic100_mir", "toy_clip") in cells and ("epic100_mir", "random") in cells
+    proc = run_cli(["run", "--task", "epic100_mir", "--backend", "toy_ctx", "--output-dir",
+                    str(tmp_path / "b"), "--no-cache", "--no-progress"])
+    assert proc.returncode == 0, proc.stderr
+    assert {(r.task, r.backend) for r in latest_results(tmp_path / "b")[0]} == {("epic100_mir", "toy_ctx")}
+
+
+def test_runner_cells_follow_families_of(tmp_path):
+    host, reg = task_and_host()
+    tasks = reg.select(["context_retrieval_synthetic", "aesthetics_synthetic"])
+    opts = RunOptions(output_dir=tmp_path, families_of={"a": ("aesthetics",)}, log=lambda m: None)
+    cells = Runner(host, opts).cells(tasks, [("a", {}), ("b", {})])
+    assert sorted((c.backend, c.task) for c in cells) == [
+        ("a", "aesthetics_synthetic"), ("b", "aesthetics_synthetic"), ("b", "context_retrieval_synthetic")]
+
+
 def test_results_schema_and_reuse(extra, tmp_path, cache_dir):
     host, reg = task_and_host()
     tasks = reg.select(["context_retrieval_synthetic"])
