@@ -14,9 +14,12 @@ result files: they assert directions and intervals, never a hard-coded number.
   covers 0); for both the pure-noise field is ranked least relevant.
 - domain_adaptation (seed 003): source-only drops under style shift (interval above
   0) and adaptation gains beyond both the item and the training-seed noise.
-- aesthetics (seed 004): the tag-aware scores still fall with degradation. Tag-aware >
-  image-only SRCC is not yet shown (toy_clip sees background and style in the picture,
-  so the tags add nothing), so it is not asserted.
+- aesthetics (seed 004): tag-aware > image-only SRCC for toy_clip (paired; the
+  synthetic set's intent tags say which degradation was wanted, which no pixel
+  shows), and the tag-aware scores still fall with degradation.
+
+toy_ctx is in the default run only where a context is an input (context_retrieval,
+metadata_sentiment: BackendSpec.embedded_families).
 """
 
 from __future__ import annotations
@@ -107,6 +110,10 @@ def test_domain_shift_drops_and_adaptation_recovers():
     above_zero("domain_adaptation_synthetic", "toy_clip", "mean/source_only/drop")
     above_zero("domain_adaptation_synthetic", "toy_clip", "mean/adapt/gain")
     above_zero("domain_adaptation_synthetic", "toy_clip", "mean/adapt/gain_seeds")
+
+
+def test_aesthetics_tags_beat_image_only():
+    above_zero("aesthetics_synthetic", "toy_clip", "gain/SRCC")
 
 
 def test_aesthetics_degradation_is_still_ranked():
