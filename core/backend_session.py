@@ -159,7 +159,7 @@ class LazyBackend:
     in the recorded fingerprint's cache."""
 
     def __init__(self, build: Callable[[], Any], fingerprint: str, capabilities: Any,
-                 record: Path, label: str):
+                 record: Path | None, label: str):
         self._build, self._fingerprint, self.capabilities = build, fingerprint, capabilities
         self._record, self._label = record, label
         self._real: Any = None
@@ -178,7 +178,8 @@ class LazyBackend:
             now = backend.fingerprint()
             if now != self._fingerprint or backend.capabilities != self.capabilities:
                 try:   # from now on this backend is always built before it is asked
-                    write_json(self._record, {"version": BACKEND_RECORD_VERSION, "volatile": True})
+                    if self._record is not None:
+                        write_json(self._record, {"version": BACKEND_RECORD_VERSION, "volatile": True})
                 except (OSError, ValueError):
                     pass
                 self._mismatch = BackendOutputError(

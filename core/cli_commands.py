@@ -64,6 +64,11 @@ def cmd_list(args) -> int:
         rows = [[n, host.backends.origin(n), _default_scope(host.backends.get(n)),
                  _short(host.backends.get(n).description)] for n in host.backends.names()]
         print(tabulate(rows, ["backend", "plugin", "default", "description"], tablefmt="simple"))
+        for n in host.backends.names():
+            spec = host.backends.get(n)
+            if spec.embedded_default and spec.embedded_families:
+                print(f"\ndefault 'some': {n} is in the default run on {', '.join(spec.embedded_families)} "
+                      f"tasks only (--backend {n} runs it on any task)")
         print("\nctxbench list backends --details NAME: a backend's description and arguments")
     elif what == "metrics":
         rows = [[n, m.family, "higher" if m.higher_is_better else "lower", m.description,
@@ -83,10 +88,11 @@ def cmd_list(args) -> int:
 
 
 def _default_scope(spec) -> str:
-    """The listing's ``default`` column: yes, the families it is limited to, or empty."""
+    """The listing's ``default`` column: yes, some (limited to ``embedded_families``,
+    explained under the table) or empty."""
     if not spec.embedded_default:
         return ""
-    return ", ".join(spec.embedded_families) if spec.embedded_families else "yes"
+    return "some" if spec.embedded_families else "yes"
 
 
 def _short(text: str, width: int = 90) -> str:
