@@ -8,7 +8,8 @@ synthetic scenes of :mod:`ctxbench.synthetic_world` as PNG files plus a
 ``image_text_retrieval_synthetic`` task makes them, a caption text that another
 image already has dropped so that no two captions tie exactly). Every side reads
 those same files with the same model, the shipped ``toy_clip`` (open_clip, its
-architecture JSON registered with ``open_clip.add_model_config``), in fp32 on the
+architecture JSON registered with ``open_clip.add_model_config``; its CNN image tower is
+a timm model that ``ctxbench.toy_vision.register()`` registers), in fp32 on the
 CPU, and computes text->image and image->text Recall@1/5. Each side is a fresh
 Python process timed from launch to exit, as a user runs it; the sides alternate
 within each round:
@@ -100,6 +101,8 @@ BARE_LOOP = '''
 import csv, json, sys, time
 from pathlib import Path
 
+import ctxbench.toy_vision
+ctxbench.toy_vision.register()  # toy_clip's CNN image tower, a timm model
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -141,6 +144,8 @@ CLIP_BENCHMARK = '''
 import csv, json, sys, time
 from pathlib import Path
 
+import ctxbench.toy_vision
+ctxbench.toy_vision.register()  # toy_clip's CNN image tower, a timm model
 import open_clip
 from clip_benchmark.metrics import zeroshot_retrieval
 from clip_benchmark.models import load_clip
