@@ -185,8 +185,13 @@ def describe_backend(spec: BackendSpec, origin: str, provenance: str) -> str:
 
     def short(text: str, width: int = 40) -> str:
         return text if len(text) <= width else text[:width - 1] + "…"
+    in_default = ("no" if not spec.embedded_default else
+                  f"on {', '.join(spec.embedded_families)} tasks only" if spec.embedded_families
+                  else "yes")
     lines = [f"backend: {spec.name}", f"plugin: {origin} ({provenance})",
-             f"default batch size: {spec.default_batch_size}", "", spec.description, ""]
+             f"default batch size: {spec.default_batch_size}",
+             f"in the default run (ctxbench run without --backend): {in_default}", "",
+             spec.description, ""]
     if not spec.args:
         lines.append("This backend does not declare its arguments (BackendSpec.args): see its "
                      "plugin's documentation; ctxbench cannot check --backend-arg for it.")

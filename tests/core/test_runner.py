@@ -92,6 +92,8 @@ def test_default_backends_run_only_the_families_they_declare(tmp_path):
     scoped = {n: host.backends.get(n).embedded_families for n in host.backends.names()
               if host.backends.get(n).embedded_default and host.backends.get(n).embedded_families}
     assert scoped.get("toy_ctx") == ("context_retrieval", "metadata_sentiment")
+    details = run_cli(["list", "backends", "--details", "toy_ctx"]).stdout
+    assert "default run (ctxbench run without --backend): on context_retrieval, metadata_sentiment" in details
     proc = run_cli(["run", "--task", "context_retrieval_lsmdc,epic100_mir", "--output-dir",
                     str(tmp_path / "a"), "--no-cache", "--no-progress"])
     assert proc.returncode == 0, proc.stderr
