@@ -293,13 +293,18 @@ def train_probe_stack(stack: nn.Module, n_train: int,
     idx)`` takes index batches ``[R, B]`` and returns the R losses, ``val_scores``
     the R validation scores.
 
-    Run r gets what :func:`train_probe` would give it with ``configs[r]``: its own
+    Run r gets what :func:`train_probe` gives it with ``configs[r]``: its own
     shuffling generator (``configs[r].seed``), its own early stopping, and AdamW,
     which is element-wise, so the summed loss updates each row as that run alone
-    would. A run that has stopped keeps stepping with the others until all stop; its
-    kept state is the one of its best epoch. R small fits thus cost one fit's Python
-    and dispatch overhead, which is what small fits spend their time on. The configs
-    must agree on everything but the seed."""
+    would. One difference: a parameter that a one-run loss leaves out of a batch's
+    graph (its ``grad`` stays None) is skipped by that step of AdamW, while in a
+    stack it gets a zero gradient (some other row uses it), so AdamW's momentum
+    and weight decay still move it; write a one-run loss so that it always touches
+    its parameters to compare the two exactly. A run that has stopped keeps stepping
+    with the others until all stop; its kept state is the one of its best epoch (or
+    its last, if no epoch's score could be compared, e.g. NaN). R small fits thus
+    cost one fit's Python and dispatch overhead, which is what small fits spend their
+    time on. The configs must agree on everything but the seed."""
     if not configs:
         raise ValueError("train_probe_stack: no runs")
     shared = {**asdict(configs[0]), "seed": None}
@@ -332,7 +337,9 @@ def train_probe_stack(stack: nn.Module, n_train: int,
             active = [r for r in active if not best[r].done(epoch)]
             if not active:
                 break
-    return [StackedRun(states[r], b.best_epoch, b.best_val, b.history) for r, b in enumerate(best)]
+    final = stack.state_dict()
+    return [StackedRun(states[r] or {k: v[r].detach().clone() for k, v in final.items()},
+                       b.best_epoch, b.best_val, b.history) for r, b in enumerate(best)]
 
 
 def train_probe_runs(models: Sequence[nn.Module], n_train: int,
@@ -358,12 +365,14 @@ def train_probe_runs(models: Sequence[nn.Module], n_train: int,
     keys = [_memo_key(memo, k, m, n_train, c, device) if memo is not None else None
             for k, m, c in zip(keys or [None] * len(models), models, configs)]
     results: list[ProbeResult | None] = [None] * len(models)
+    rng_before = torch.get_rng_state()
     for r, full_key in enumerate(keys):
         entry = memo.store.get(full_key) if full_key is not None else None
         if entry is not None:
             results[r] = _restore(models[r], entry, device)
     todo = [r for r, res in enumerate(results) if res is None]
-    if todo:
+    if todo:   # train from the caller's RNG state, not from a restored run's
+        torch.set_rng_state(rng_before)
         trained = train_probe_stack(stack(todo), n_train, batch_loss, val_scores,
                                     [configs[r] for r in todo], device)
         for r, run in zip(todo, trained):

@@ -39,7 +39,7 @@ SYNTHETIC_QUALITY_OPTIONS = {
     "votes_min": "fewest votes per image (60)",
     "votes_max": "most votes per image (150)",
     "vote_std": "std of a vote around the latent MOS (1.5)",
-    "p_no_style_tag": "share of images without tag 2 (0.1)",
+    "p_no_style_tag": "share of the images without an intent that have no tag 2 (0.1)",
     "p_intent": "share of images made for a soft-focus / film-grain theme, tag 2 naming it (0.3)",
 }
 

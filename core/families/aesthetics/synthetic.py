@@ -8,10 +8,11 @@ amounts ``u = (u_contrast, u_noise, u_blur, u_offcentre)`` in [0, 1]:
 paper's premise that what makes a picture good depends on its content:
 
 - tag 1 = the background (8 tags): an appeal offset ``BACKGROUND_APPEAL`` in MOS units;
-- tag 2 = the rendering style (4 tags; absent for ``p_no_style_tag`` of images): how
-  much each degradation hurts, ``STYLE_WEIGHTS`` (a line drawing suffers from blur,
-  a photograph tolerates noise, a flat design needs composition, a textured one
-  contrast). The style of an untagged image still applies: it is visible.
+- tag 2 = the rendering style (4 tags; absent for ``p_no_style_tag`` of the images
+  without an intent, below): how much each degradation hurts, ``STYLE_WEIGHTS`` (a
+  line drawing suffers from blur, a photograph tolerates noise, a flat design needs
+  composition, a textured one contrast). The style of an untagged image still
+  applies: it is visible.
 
 Latent MOS ``mu = 2.5 + 5 (1 - w . u) + appeal_background`` (``w`` the style's weights). Each image gets
 ``n ~ U{votes_min..votes_max}`` votes drawn from a discretised Gaussian on 1..10

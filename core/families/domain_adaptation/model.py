@@ -187,7 +187,12 @@ def stacked_loss(data: TrainData, p: dict, lambda_pseudo: list[float], lambda_co
     with masks where a one-run loss would select items: the source CE is the mean
     over the batch's source items (0 without any), the pseudo-label term the mean
     over its target items, the contrastive term over its target items alone.
-    ``lambda_*`` say which terms any run uses (the per-run weights are the stack's)."""
+    ``lambda_*`` say which terms any run uses (the per-run weights are the stack's).
+    Every row computes every term its stack uses (masked), so a parameter a row's
+    batch leaves unused gets a zero gradient, not none; AdamW then still applies its
+    momentum and weight decay to it (:func:`ctxbench.probe.train_probe_stack`).
+    E.g. a source_only row stacked with adapt rows has its (unused) projector decay;
+    its predictions do not read the projector."""
     ns, nt = len(data.ys), data.n_target
     text_dim = data.ut.shape[1] if data.ut is not None else 1
     tau_c = float(p["contrastive_temperature"])
