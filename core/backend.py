@@ -109,7 +109,7 @@ class BackendSpec:
     that declares none (``args=()``, older or third-party plugins) is not
     checked; the conformance kit says so. ``embedded_families`` keeps a default
     backend to the families it is there to show (toy_ctx: where a context is an
-    input; on the other tasks it is toy_clip's towers, run once already).
+    input; on the other tasks it measures toy_clip's towers again).
     """
 
     name: str

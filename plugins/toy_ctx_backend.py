@@ -129,7 +129,7 @@ def ctxbench_backends():
                     "context on both sides (see ctxbench_plugins/toy_ctx/card.json)",
         default_batch_size=256,
         embedded_default=True,
-        # where a context is an input; elsewhere toy_ctx is toy_clip's towers, run already
+        # where a context is an input; elsewhere it measures toy_clip's towers again
         embedded_families=("context_retrieval", "metadata_sentiment"),
         args=tuple(a for a in ARGS if a.name in PASSED_ARGS),
     )]
