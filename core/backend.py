@@ -124,6 +124,13 @@ class BackendSpec:
     embedded_families: tuple[str, ...] = ()
 
 
+def default_run_scope(spec: BackendSpec) -> str:
+    """The sentence the run log and ``ctxbench list backends`` give a default backend
+    kept to ``embedded_families``."""
+    return (f"{spec.name}: embedded default on {', '.join(spec.embedded_families)} only "
+            f"(--backend {spec.name} runs it on every task)")
+
+
 def check_backend_args(spec: BackendSpec, args: Mapping[str, Any]) -> dict[str, Any]:
     """``args`` checked against ``spec.args`` (names, types, choices), as the factory
     will get them; raises :class:`~ctxbench.errors.CtxbenchError` naming the argument

@@ -107,6 +107,7 @@ def cmd_run(args) -> int:
     from .leaderboard import write_leaderboard
     from .launch_config import launch_config
     from .launchers import run_cells
+    from .backend import default_run_scope
     from .runner import RunOptions, write_manifest
 
     check_run_arguments(args)
@@ -150,9 +151,8 @@ def cmd_run(args) -> int:
     backends = [(n, backend_args[n]) for n in names]
     print(f"[ctxbench] {len(tasks)} task(s) x {len(backends)} backend(s) on {options.device}; "
           f"results -> {output_dir}", file=sys.stderr)
-    for n, families in families_of.items():
-        print(f"[ctxbench] {n}: embedded default on {', '.join(families)} only "
-              f"(--backend {n} runs it on every task)", file=sys.stderr)
+    for n in families_of:
+        print(f"[ctxbench] {default_run_scope(host.backends.get(n))}", file=sys.stderr)
     t0 = time.perf_counter()
     results, options = run_cells(host, tasks, backends, options, launch_config(args))
     write_manifest(output_dir, tasks, backends, results, time.perf_counter() - t0, options)

@@ -61,14 +61,14 @@ def cmd_list(args) -> int:
         origin = host.backends.origin(spec.name)
         print(describe_backend(spec, origin, host.provenance.get(origin, "?")))
     elif what == "backends":
+        from .backend import default_run_scope
         rows = [[n, host.backends.origin(n), _default_scope(host.backends.get(n)),
                  _short(host.backends.get(n).description)] for n in host.backends.names()]
         print(tabulate(rows, ["backend", "plugin", "default", "description"], tablefmt="simple"))
         for n in host.backends.names():
             spec = host.backends.get(n)
             if spec.embedded_default and spec.embedded_families:
-                print(f"\ndefault 'some': {n} is in the default run on {', '.join(spec.embedded_families)} "
-                      f"tasks only (--backend {n} runs it on any task)")
+                print(f"\ndefault 'some': {default_run_scope(spec)}")
         print("\nctxbench list backends --details NAME: a backend's description and arguments")
     elif what == "metrics":
         rows = [[n, m.family, "higher" if m.higher_is_better else "lower", m.description,

@@ -173,19 +173,23 @@ def train_probe(model: nn.Module, n_train: int,
     state training left, so what follows is identical to a trained run."""
     if memo is not None and key is None:
         raise ValueError("train_probe: a memo needs the key of the training inputs")
-    full_key = _memo_key(memo, key, model, n_train, config, device) if memo is not None else None
-    if full_key is not None:
-        entry = memo.store.get(full_key)
-        if entry is not None:
-            restored = _restore(model, entry, device)
-            if restored is not None:
-                return restored
+    full_key, restored = _recall(memo, key, model, n_train, config, device)
+    if restored is not None:
+        return restored
     n_params = sum(p.numel() for p in model.parameters())
     with small_model_threads(device, n_params):
         result = _train_loop(model, n_train, batch_loss, val_score, config, device)
     if full_key is not None:
         _remember(memo, full_key, result, device)
     return result
+
+
+def _recall(memo: ProbeMemo | None, key: Any, model: nn.Module, n_train: int, config: ProbeConfig,
+            device: str) -> tuple[str | None, ProbeResult | None]:
+    """(the memo key of this fit, its stored result restored into ``model`` or None)."""
+    full_key = _memo_key(memo, key, model, n_train, config, device) if memo is not None else None
+    entry = memo.store.get(full_key) if full_key is not None else None
+    return full_key, (_restore(model, entry, device) if entry is not None else None)
 
 
 def _remember(memo: ProbeMemo, full_key: str, result: ProbeResult, device: str) -> None:
@@ -362,14 +366,11 @@ def train_probe_runs(models: Sequence[nn.Module], n_train: int,
     trained state."""
     if memo is not None and (keys is None or len(keys) != len(models)):
         raise ValueError("train_probe_runs: a memo needs one key of the training inputs per run")
-    keys = [_memo_key(memo, k, m, n_train, c, device) if memo is not None else None
-            for k, m, c in zip(keys or [None] * len(models), models, configs)]
-    results: list[ProbeResult | None] = [None] * len(models)
     rng_before = torch.get_rng_state()
-    for r, full_key in enumerate(keys):
-        entry = memo.store.get(full_key) if full_key is not None else None
-        if entry is not None:
-            results[r] = _restore(models[r], entry, device)
+    recalled = [_recall(memo, k, m, n_train, c, device)
+                for k, m, c in zip(keys or [None] * len(models), models, configs)]
+    keys = [full_key for full_key, _ in recalled]
+    results: list[ProbeResult | None] = [restored for _, restored in recalled]
     todo = [r for r, res in enumerate(results) if res is None]
     if todo:   # train from the caller's RNG state, not from a restored run's
         torch.set_rng_state(rng_before)

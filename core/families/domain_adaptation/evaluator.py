@@ -186,7 +186,7 @@ def _train_pair(req, emb: _Embeddings, ds, src: TrainData, s: str, t: str, promp
     memo = probe_memo(req, "domain_adaptation", MEMO_VERSION)
     plan = [(kind, training_seed(seed, r)) for r in range(int(p["training_seeds"])) for kind in wanted]
     trained = train_heads(data, k, p, [s for _, s in plan], [lambdas[kind] for kind, _ in plan],
-                          req.device, memo=memo) if plan else []
+                          req.device, memo=memo)
     for (kind, _), run in zip(plan, trained):
         runs[kind].append(run)
     test_x = {d: emb.images(d, "test") for d in (s, t)}

@@ -197,11 +197,11 @@ def stacked_loss(data: TrainData, p: dict, lambda_pseudo: list[float], lambda_co
     text_dim = data.ut.shape[1] if data.ut is not None else 1
     tau_c = float(p["contrastive_temperature"])
     use_pseudo, use_contrastive = any(lambda_pseudo), any(lambda_contrastive) and data.ut is not None
-    x = torch.cat([data.xs] + ([data.xt] if nt else [])).to(device)
-    no_label = torch.zeros(nt, dtype=torch.long)
-    y = torch.cat([data.ys] + ([data.yt if data.yt is not None else no_label] if nt else [])).to(device)
-    c = torch.cat([torch.zeros(ns)] + ([data.ct.float() if data.ct is not None else torch.zeros(nt)]
-                                       if nt else [])).to(device)
+    # one index space (TrainData): source train items, then the captioned target items;
+    # target items without pseudo-labels (a source_only-only stack) get label 0, weight 0
+    x = (torch.cat([data.xs, data.xt]) if nt else data.xs).to(device)
+    y = torch.cat([data.ys, data.yt if data.yt is not None else torch.zeros(nt, dtype=torch.long)]).to(device)
+    c = torch.cat([torch.zeros(ns), data.ct.float() if data.ct is not None else torch.zeros(nt)]).to(device)
     u = torch.cat([torch.zeros(ns, text_dim), data.ut.float()]).to(device) if use_contrastive else None
 
     def loss(m: StackedAdaptHeads, idx: torch.Tensor) -> torch.Tensor:
