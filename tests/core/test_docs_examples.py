@@ -54,7 +54,7 @@ NOT_RUN: dict[str, str] = {
     "export-epic": "needs a finished epic100_mir run (real data)",
     "check-backend my_backend": "the reader's own plugin (a placeholder name)",
     "check-backend open_clip": "needs a local open_clip checkpoint",
-    "toy train": "retrains the shipped model (~18 min)",
+    "toy train": "retrains the shipped model (~20-25 min)",
     "leaderboard --results /shared": "a cluster run's shared folder",
     "leaderboard --results runs/all": "the output of the torchrun example above",
 }
