@@ -105,6 +105,8 @@ def build_quality(n_images: int = 600, seed: int = 0, size: int = 64, votes_min:
     scene, degradations ``u`` and latent MOS (for oracle backends and tests)."""
     if n_images < 10:
         raise ValueError("n_images must be at least 10")
+    if votes_min > votes_max:
+        raise ValueError(f"dataset.options: votes_min ({votes_min}) is above votes_max ({votes_max})")
     rng = world.rng_for("eval/aesthetics", seed)
     u = rng.beta(1.2, 1.8, size=(n_images, 4))
     scenes = [world.sample_scene(rng, (1, 3), **knobs(u[i])) for i in range(n_images)]
@@ -176,28 +178,57 @@ def build_sweep(n_prompts: int = 4, scenes_per_prompt: int = 8,
               **({"limit": limited} if limited else {})})
 
 
-def _typed(options: dict[str, Any], allowed: dict[str, str], where: str) -> dict[str, Any]:
-    from ...errors import DatasetFormatError
+#: option -> (kind, low, high) of the synthetic loaders' numeric options (checked and
+#: converted by :func:`_checked`; bounds inclusive, None = open)
+QUALITY_OPTION_TYPES = {"n_images": ("int", 10, None), "seed": ("int", 0, None),
+                        "size": ("int", 8, None), "votes_min": ("int", 1, None),
+                        "votes_max": ("int", 1, None), "vote_std": ("number", 1e-6, None),
+                        "p_no_style_tag": ("number", 0, 1), "p_intent": ("number", 0, 1)}
+SWEEP_OPTION_TYPES = {"n_prompts": ("int", 1, len(world.BACKGROUNDS)),
+                      "scenes_per_prompt": ("int", 1, None), "seed": ("int", 0, None),
+                      "size": ("int", 8, None)}
+
+
+def _checked(options: dict[str, Any], allowed: dict[str, str], types: dict[str, tuple],
+             where: str) -> dict[str, Any]:
+    """``options`` with unknown names refused and every numeric option checked and
+    converted (:mod:`ctxbench.protocol_checks`); the error names ``where`` (the task
+    file and ``dataset.options``) and the option."""
+    from ...errors import DatasetFormatError, ProtocolError
+    from ...protocol_checks import require_int, require_number
     unknown = set(options) - set(allowed)
     if unknown:
         raise DatasetFormatError(f"{where}: unknown option(s) {sorted(unknown)}; allowed: "
                                  f"{', '.join(allowed)}")
-    return dict(options)
+    out = dict(options)
+    for key, (kind, low, high) in types.items():
+        if key not in out:
+            continue
+        try:
+            out[key] = (require_int(out, key, low, high) if kind == "int" else
+                        require_number(out, key, low, high, numeric_strings=True))
+        except ProtocolError as exc:
+            raise DatasetFormatError(f"{where}.{key}: {exc.problem} ({allowed[key]})") from None
+    return out
 
 
 def load_quality(options: dict[str, Any], ctx) -> AestheticsDataset:
     """Loader ``synthetic_aesthetics``."""
-    opts = _typed(options, SYNTHETIC_QUALITY_OPTIONS, f"{ctx.task_file}: dataset.options")
-    return build_quality(limit=ctx.limit, **{k: (float(v) if k in ("vote_std", "p_no_style_tag", "p_intent")
-                                                 else int(v)) for k, v in opts.items()})
+    opts = _checked(options, SYNTHETIC_QUALITY_OPTIONS, QUALITY_OPTION_TYPES,
+                    f"{ctx.task_file}: dataset.options")
+    return build_quality(limit=ctx.limit, **opts)
 
 
 def load_sweep(options: dict[str, Any], ctx) -> ParamSweepDataset:
     """Loader ``synthetic_degradation_sweep``."""
-    opts = _typed(options, SYNTHETIC_SWEEP_OPTIONS, f"{ctx.task_file}: dataset.options")
+    where = f"{ctx.task_file}: dataset.options"
+    opts = _checked(options, SYNTHETIC_SWEEP_OPTIONS, SWEEP_OPTION_TYPES, where)
     if "levels" in opts:
-        opts["levels"] = tuple(float(x) for x in opts["levels"])
-    for k in ("n_prompts", "scenes_per_prompt", "seed", "size"):
-        if k in opts:
-            opts[k] = int(opts[k])
+        from ...errors import DatasetFormatError
+        from ...protocol_checks import is_number
+        levels = opts["levels"]
+        if not isinstance(levels, (list, tuple)) or not all(is_number(x, True) for x in levels):
+            raise DatasetFormatError(f"{where}.levels: expected a list of numbers, got {levels!r} "
+                                     f"({SYNTHETIC_SWEEP_OPTIONS['levels']})")
+        opts["levels"] = tuple(float(x) for x in levels)
     return build_sweep(limit=ctx.limit, **opts)

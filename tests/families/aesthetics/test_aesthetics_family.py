@@ -203,6 +203,36 @@ def test_synthetic_intent_is_in_the_tags_not_in_the_pixels():
         assert np.sign(mu[1] - mu[0]) == sign
 
 
+@pytest.mark.parametrize("options, field, problem", [
+    ({"p_intent": 1.5}, "p_intent", "in [0, 1]"),
+    ({"p_intent": "often"}, "p_intent", "expected a number"),
+    ({"n_images": 5}, "n_images", ">= 10"),
+    ({"n_images": 600.5}, "n_images", "expected an integer"),
+    ({"vote_std": 0}, "vote_std", ">= 1e-06"),
+    ({"votes_min": True}, "votes_min", "expected an integer"),
+])
+def test_synthetic_quality_options_are_checked_by_name(tmp_path, options, field, problem):
+    from ctxbench.errors import DatasetFormatError
+    ctx = LoadContext("aesthetics_synthetic", tmp_path / "task.yaml")
+    with pytest.raises(DatasetFormatError) as err:
+        syn.load_quality(options, ctx)
+    message = str(err.value)
+    assert str(tmp_path / "task.yaml") in message and f"dataset.options.{field}" in message
+    assert problem in message
+
+
+def test_synthetic_sweep_options_are_checked_by_name(tmp_path):
+    from ctxbench.errors import DatasetFormatError
+    ctx = LoadContext("aesthetics_degradation_sweep", tmp_path / "task.yaml")
+    with pytest.raises(DatasetFormatError, match=r"dataset\.options\.n_prompts: expected an integer in \[1, 8\]"):
+        syn.load_sweep({"n_prompts": 9}, ctx)
+    with pytest.raises(DatasetFormatError, match=r"dataset\.options\.levels: expected a list of numbers"):
+        syn.load_sweep({"levels": "0, 1"}, ctx)
+    with pytest.raises(DatasetFormatError, match="unknown option"):
+        syn.load_sweep({"levles": [0, 1]}, ctx)
+    assert len(syn.load_sweep({"levels": [0, "1e-1"], "n_prompts": 1, "scenes_per_prompt": 2}, ctx)) == 4
+
+
 def test_synthetic_limit_keeps_tags_and_changes_n(quality_data):
     from ctxbench_plugins.random_backend import RandomBackend
     small = syn.build_quality(n_images=400, seed=0, limit=60)
