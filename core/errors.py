@@ -51,6 +51,12 @@ class DatasetFormatError(CtxbenchError):
     """A dataset file is malformed; the message names the file and line/field."""
 
 
+class DatasetOptionError(DatasetFormatError, ValueError):
+    """A loader's ``dataset.options`` entry is unknown or has a bad value; the message
+    names the task file and ``dataset.options.<name>`` (a ValueError too, as a bad
+    option value always was)."""
+
+
 class PathEscapeError(DatasetFormatError):
     """A path inside a dataset file points outside the dataset root."""
 

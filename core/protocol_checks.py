@@ -181,3 +181,28 @@ def require_list_of(p: Mapping, option: str, check: Callable[[Mapping, str], Any
             raise ProtocolError(option, f"repeated value {repeated[0]!r} in {list(value)}",
                                 "list each one once")
     return items
+
+
+def check_dataset_options(options: Mapping, allowed: Mapping[str, str], types: Mapping[str, tuple],
+                          where: str) -> dict:
+    """A loader's ``dataset.options``: unknown names refused, and each option named in
+    ``types`` (``name -> ("int" | "number", low, high)``, inclusive bounds, None =
+    open) checked and converted by :func:`require_int` / :func:`require_number`.
+    Raises :class:`~ctxbench.errors.DatasetOptionError` naming ``where`` (the task file
+    and ``dataset.options``), the option, the problem and its description in
+    ``allowed``."""
+    from .errors import DatasetOptionError
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise DatasetOptionError(f"{where}: unknown option(s) {sorted(unknown)}; allowed: "
+                                 f"{', '.join(allowed)}")
+    out = dict(options)
+    for key, (kind, low, high) in types.items():
+        if key not in out:
+            continue
+        try:
+            out[key] = (require_int(out, key, low, high) if kind == "int" else
+                        require_number(out, key, low, high, numeric_strings=True))
+        except ProtocolError as exc:
+            raise DatasetOptionError(f"{where}.{key}: {exc.problem} ({allowed[key]})") from None
+    return out

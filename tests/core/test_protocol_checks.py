@@ -123,3 +123,38 @@ def test_lazy_relative_targets_and_errors():
         lazy(".x:y")
     with pytest.raises(ModuleNotFoundError):
         lazy("ctxbench.no_such_module:f")()
+
+
+@pytest.mark.parametrize("loader, options, field, problem", [
+    ("ctxbench.families.image_text_retrieval.synthetic:load_from_options",
+     {"captions_per_image": 4}, "captions_per_image", "in [1, 3]"),
+    ("ctxbench.families.image_text_retrieval.synthetic:load_from_options",
+     {"n_images": "many"}, "n_images", "expected an integer"),
+    ("ctxbench.families.multi_instance_retrieval.synthetic:load_from_options",
+     {"n_clips": 2.5}, "n_clips", "expected an integer"),
+    ("ctxbench.families.multi_instance_retrieval.synthetic:load_from_options",
+     {"max_objects": 0}, "max_objects", "expected an integer in [1,"),
+    ("ctxbench.families.aesthetics.synthetic:load_quality",
+     {"p_no_style_tag": -0.1}, "p_no_style_tag", "in [0, 1]"),
+])
+def test_synthetic_loaders_name_the_task_file_and_option(tmp_path, loader, options, field, problem):
+    """Every synthetic loader reads its numbers through check_dataset_options: a bad
+    value names the task file, dataset.options.<field> and what is allowed."""
+    from ctxbench.errors import DatasetOptionError
+    from ctxbench.registrations import LoadContext
+    with pytest.raises(DatasetOptionError) as err:
+        resolve(loader)(options, LoadContext("t", tmp_path / "t.yaml"))
+    assert f"{tmp_path / 't.yaml'}: dataset.options.{field}: " in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_check_dataset_options_converts_and_refuses_unknown_names():
+    from ctxbench.errors import DatasetOptionError
+    from ctxbench.protocol_checks import check_dataset_options
+    allowed = {"n": "count", "p": "share"}
+    types = {"n": ("int", 1, None), "p": ("number", 0, 1)}
+    assert check_dataset_options({"n": 3, "p": "5e-1"}, allowed, types, "f.yaml") == {"n": 3, "p": 0.5}
+    with pytest.raises(DatasetOptionError, match=r"f.yaml: unknown option\(s\) \['m'\]; allowed: n, p"):
+        check_dataset_options({"m": 1}, allowed, types, "f.yaml")
+    with pytest.raises(DatasetOptionError, match=r"f.yaml.n: expected an integer >= 1, got True \(count\)"):
+        check_dataset_options({"n": True}, allowed, types, "f.yaml")

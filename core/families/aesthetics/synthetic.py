@@ -44,6 +44,7 @@ import numpy as np
 from .data import (MIN_PER_CELL, MIN_PER_TAG, AestheticsDataset, DataReport, ParamSweepDataset,
                    limit_items)
 from .options import SYNTHETIC_QUALITY_OPTIONS, SYNTHETIC_SWEEP_OPTIONS
+from ...protocol_checks import check_dataset_options, is_number
 from ... import synthetic_world as world
 
 KNOBS = ("contrast", "noise", "blur", "offcentre")
@@ -179,7 +180,7 @@ def build_sweep(n_prompts: int = 4, scenes_per_prompt: int = 8,
 
 
 #: option -> (kind, low, high) of the synthetic loaders' numeric options (checked and
-#: converted by :func:`_checked`; bounds inclusive, None = open)
+#: converted by :func:`ctxbench.protocol_checks.check_dataset_options`)
 QUALITY_OPTION_TYPES = {"n_images": ("int", 10, None), "seed": ("int", 0, None),
                         "size": ("int", 8, None), "votes_min": ("int", 1, None),
                         "votes_max": ("int", 1, None), "vote_std": ("number", 1e-6, None),
@@ -189,43 +190,19 @@ SWEEP_OPTION_TYPES = {"n_prompts": ("int", 1, len(world.BACKGROUNDS)),
                       "size": ("int", 8, None)}
 
 
-def _checked(options: dict[str, Any], allowed: dict[str, str], types: dict[str, tuple],
-             where: str) -> dict[str, Any]:
-    """``options`` with unknown names refused and every numeric option checked and
-    converted (:mod:`ctxbench.protocol_checks`); the error names ``where`` (the task
-    file and ``dataset.options``) and the option."""
-    from ...errors import DatasetFormatError, ProtocolError
-    from ...protocol_checks import require_int, require_number
-    unknown = set(options) - set(allowed)
-    if unknown:
-        raise DatasetFormatError(f"{where}: unknown option(s) {sorted(unknown)}; allowed: "
-                                 f"{', '.join(allowed)}")
-    out = dict(options)
-    for key, (kind, low, high) in types.items():
-        if key not in out:
-            continue
-        try:
-            out[key] = (require_int(out, key, low, high) if kind == "int" else
-                        require_number(out, key, low, high, numeric_strings=True))
-        except ProtocolError as exc:
-            raise DatasetFormatError(f"{where}.{key}: {exc.problem} ({allowed[key]})") from None
-    return out
-
-
 def load_quality(options: dict[str, Any], ctx) -> AestheticsDataset:
     """Loader ``synthetic_aesthetics``."""
-    opts = _checked(options, SYNTHETIC_QUALITY_OPTIONS, QUALITY_OPTION_TYPES,
-                    f"{ctx.task_file}: dataset.options")
+    opts = check_dataset_options(options, SYNTHETIC_QUALITY_OPTIONS, QUALITY_OPTION_TYPES,
+                                 f"{ctx.task_file}: dataset.options")
     return build_quality(limit=ctx.limit, **opts)
 
 
 def load_sweep(options: dict[str, Any], ctx) -> ParamSweepDataset:
     """Loader ``synthetic_degradation_sweep``."""
     where = f"{ctx.task_file}: dataset.options"
-    opts = _checked(options, SYNTHETIC_SWEEP_OPTIONS, SWEEP_OPTION_TYPES, where)
+    opts = check_dataset_options(options, SYNTHETIC_SWEEP_OPTIONS, SWEEP_OPTION_TYPES, where)
     if "levels" in opts:
         from ...errors import DatasetFormatError
-        from ...protocol_checks import is_number
         levels = opts["levels"]
         if not isinstance(levels, (list, tuple)) or not all(is_number(x, True) for x in levels):
             raise DatasetFormatError(f"{where}.levels: expected a list of numbers, got {levels!r} "

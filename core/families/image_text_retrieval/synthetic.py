@@ -77,8 +77,9 @@ def load_from_options(options: dict, ctx) -> ImageTextDataset:
     """The ``synthetic_image_text`` loader: :func:`build` with the task's options, then
     ``--limit`` (the first N images with their captions)."""
     from . import SYNTH_OPTIONS
-    unknown = set(options) - set(SYNTH_OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)}; allowed: {', '.join(SYNTH_OPTIONS)}")
-    ds = build(**{k: int(v) for k, v in options.items()})
+    from ...protocol_checks import check_dataset_options
+    types = {"n_images": ("int", 1, None), "captions_per_image": ("int", 1, MAX_CAPTIONS),
+             "seed": ("int", 0, None), "size": ("int", 8, None)}
+    ds = build(**check_dataset_options(options, SYNTH_OPTIONS, types,
+                                       f"{getattr(ctx, 'task_file', 'task')}: dataset.options"))
     return limit_images(ds, getattr(ctx, "limit", None))

@@ -111,6 +111,10 @@ def build(n_clips: int = 96, seed: int = 0, clip_length: int = 16, size: int = 6
 def load_from_options(options: dict, ctx) -> MIRDataset:
     """The ``synthetic_kitchen_mir`` loader: :func:`build`, then ``--limit`` as for the
     real set (:func:`ctxbench.families.multi_instance_retrieval.data.limit_indices`)."""
-    ds = build(**{k: int(options[k]) for k in SYNTH_OPTIONS if k in options})
+    from ...protocol_checks import check_dataset_options
+    types = {"n_clips": ("int", 2, None), "seed": ("int", 0, None), "clip_length": ("int", 2, None),
+             "size": ("int", 8, None), "max_objects": ("int", 1, len(KITCHEN_SHAPES))}
+    ds = build(**check_dataset_options(options, SYNTH_OPTIONS, types,
+                                       f"{getattr(ctx, 'task_file', 'task')}: dataset.options"))
     cut = limit_indices(ds.relevancy, getattr(ctx, "limit", None))
     return ds if cut is None else ds.subset(*cut)
